@@ -1,0 +1,49 @@
+# Everything here sets itself up: the first target that needs Python creates .venv and
+# installs hpsearch with its test extras (MPI from the mpi4py and mpich wheels).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TIMEOUT := timeout --signal=KILL
+# MPI tests: each mpirun has its own wall-clock guard so a deadlock fails instead of hanging.
+MPI_TEST_TIMEOUT ?= 600
+
+.PHONY: venv lint format test test-serial test-mpi demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check hpsearch problems scripts tests
+	$(BIN)/ruff format --check hpsearch problems scripts tests
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix hpsearch problems scripts tests
+	$(BIN)/ruff format hpsearch problems scripts tests
+
+test: lint test-serial test-mpi
+
+test-serial: venv
+	$(BIN)/python -m pytest tests --ignore=tests/mpi
+
+test-mpi: venv
+	@if [ -d tests/mpi ]; then \
+	  for n in 4 8; do \
+	    echo "== MPI tests on $$n ranks"; \
+	    PATH="$(CURDIR)/$(BIN):$$PATH" $(TIMEOUT) $(MPI_TEST_TIMEOUT) \
+	      $(BIN)/mpirun -n $$n $(BIN)/python -m pytest --with-mpi -p no:cacheprovider tests/mpi -q || exit 1; \
+	  done; \
+	fi
+
+demo: venv
+	rm -rf demo-out
+	$(BIN)/python -m hpsearch.rs --problem problems.digits --max-evals 12 --workers 2 --output demo-out --seed 0
+
+clean:
+	rm -rf demo-out out .pytest_cache .mypy_cache .ruff_cache

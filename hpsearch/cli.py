@@ -1,0 +1,227 @@
+"""Command lines shared by every search method: ``python -m hpsearch.<method> --problem ...``.
+
+Bad input is reported in one line on stderr with exit status 2, before any evaluation starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from hpsearch.problem import Problem, ProblemLoadError, load_problem
+from hpsearch.search.base import Optimizer
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A search method the command line can run."""
+
+    name: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    build: Callable[[Problem, argparse.Namespace], Optimizer]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _build_random(problem: Problem, args: argparse.Namespace) -> Optimizer:
+    from hpsearch.search.random import RandomSearch
+
+    return RandomSearch(problem, seed=args.seed)
+
+
+def methods() -> dict[str, Method]:
+    """The search methods available as ``python -m hpsearch.<name>``."""
+    return {
+        "rs": Method("rs", "random search", _no_arguments, _build_random),
+    }
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog or f"python -m hpsearch.{method.name}",
+        description=f"Run a {method.description} on a problem, locally or under mpirun.",
+    )
+    parser.add_argument(
+        "--problem", required=True, help="problem module (pkg.mod) or path to a .py file"
+    )
+    parser.add_argument(
+        "--max-evals",
+        type=_non_negative_int,
+        default=100,
+        help="finished evaluations to reach (default 100)",
+    )
+    parser.add_argument(
+        "--output", default="out", help="output directory for results.csv (default out)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="local worker processes (default: number of cores)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed of the search")
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        help="wall-clock seconds before the search stops",
+    )
+    parser.add_argument(
+        "--eval-timeout",
+        type=_positive_float,
+        default=None,
+        help="seconds one evaluation may take before it is killed",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds running evaluations may finish in after a stop (default 10)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the search recorded in --output"
+    )
+    parser.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help="evaluate in the worker process itself, not in a child process",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging detail (default WARNING)",
+    )
+    method.add_arguments(parser)
+    return parser
+
+
+def _check_output(path: str, resume: bool) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--output {path!r} is a file, not a directory")
+    results = os.path.join(path, "results.csv")
+    if resume and not os.path.isfile(results):
+        raise UsageError(f"--resume: there is no {results} to continue")
+
+
+def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Parse the command line, check it, run the search; return the exit status."""
+    method = methods()[method_name]
+    args = build_parser(method, prog).parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return _run(method, args)
+    except (UsageError, ProblemLoadError, ValueError) as err:
+        print(f"{prog or 'hpsearch.' + method.name}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(method: Method, args: argparse.Namespace) -> int:
+    from hpsearch.evaluators import ProcessEvaluator, SerialEvaluator
+    from hpsearch.loop import Progress, Search
+    from hpsearch.results import ResultsLog
+
+    _check_output(args.output, args.resume)
+    problem = load_problem(args.problem)
+    optimizer = method.build(problem, args)
+    results_log = ResultsLog(args.output, problem.space, resume=args.resume)
+    configs, objectives = results_log.finished()
+    optimizer.tell(configs, objectives)
+    rerun = results_log.unfinished_jobs()
+    if args.no_isolation:
+        assert problem.run is not None
+        evaluator: ProcessEvaluator | SerialEvaluator = SerialEvaluator(
+            problem.run, args.eval_timeout
+        )
+    else:
+        assert problem.source is not None
+        evaluator = ProcessEvaluator(problem.source, args.workers, args.eval_timeout)
+    progress = Progress(args.max_evals, evaluator.n_workers)
+    with evaluator:
+        search = Search(
+            optimizer,
+            evaluator,
+            results_log,
+            args.max_evals,
+            args.timeout,
+            args.grace,
+            progress,
+            rerun,
+        )
+        outcome = search.run()
+    results_log.close()
+    report(outcome, args.output)
+    return 0
+
+
+def report(outcome, output_dir: str) -> None:
+    """Print the end-of-search summary and write ``best.json`` beside results.csv."""
+    print(
+        f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "
+        f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; "
+        f"worker utilisation {outcome.utilisation:.2f}"
+    )
+    if outcome.best_config is None:
+        print("no evaluation succeeded")
+    else:
+        best = {"objective": outcome.best_objective, "config": outcome.best_config}
+        with open(os.path.join(output_dir, "best.json"), "w") as f:
+            json.dump(best, f, indent=2)
+        print(f"best objective {outcome.best_objective:.6g} with {json.dumps(outcome.best_config)}")
+    print(f"results written to {outcome.results_path}")
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The ``hpsearch`` console script: ``hpsearch <method> [options]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = methods()
+    if not argv or argv[0] not in names:
+        print(
+            f"usage: hpsearch {{{','.join(names)}}} [options]   (hpsearch <method> --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return main(argv[0], argv[1:], prog=f"hpsearch {argv[0]}")

@@ -1,0 +1,177 @@
+"""Run evaluations in a child process that can be killed: crashes and hangs stay contained.
+
+An :class:`IsolatedRunner` owns one child process (``spawn`` start method: no state inherited
+from the parent, no forked threads). The child imports the problem once, by its source name,
+then evaluates the jobs it is sent over a pipe, one at a time. A child that dies (segfault,
+``os.abort``, out of memory) or runs past the evaluation timeout is replaced by a fresh one;
+the job becomes a FAILED or TIMEOUT result and the caller carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from hpsearch.evaluation import FAILED, TIMEOUT, Job, Outcome, evaluate
+
+_READY = "ready"
+_context = multiprocessing.get_context("spawn")
+
+
+def _child_main(conn: Connection, source: str, env: dict[str, str]) -> None:
+    """Body of the child process: import the problem, then serve jobs until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when evaluations stop
+    os.environ.update(env)
+    from hpsearch.problem import load_problem
+
+    message = ""
+    try:
+        run: Any = load_problem(source).run
+        conn.send((_READY, None))
+    except Exception as err:
+        message = f"problem {source!r} failed to load in the worker: {err}"
+        conn.send((_READY, message))
+        run = None
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        if run is None:
+            now = time.time()
+            conn.send(Outcome(FAILED, error=message, t_start=now, t_end=now))
+        else:
+            conn.send(evaluate(run, job.config))
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class IsolatedRunner:
+    """One child process evaluating jobs of one problem, with a per-job timeout.
+
+    Use :meth:`submit`, wait on :attr:`waitables` (e.g. with
+    ``multiprocessing.connection.wait``) or until :attr:`deadline`, then :meth:`collect`.
+    """
+
+    def __init__(
+        self, source: str, eval_timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.source = source
+        self.eval_timeout = eval_timeout
+        self.env = dict(env or {})
+        self.job: Job | None = None
+        self.job_sent_at = math.nan
+        self.ready = False
+        self._start()
+
+    def _start(self) -> None:
+        self.conn, child_conn = _context.Pipe()
+        self.process = _context.Process(
+            target=_child_main, args=(child_conn, self.source, self.env), daemon=True
+        )
+        self.process.start()
+        child_conn.close()
+        self.ready, self.ready_at = False, math.nan
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    @property
+    def waitables(self) -> list[Any]:
+        return [self.conn, self.process.sentinel]
+
+    @property
+    def deadline(self) -> float:
+        """Wall-clock time at which the running job times out (inf when none applies).
+
+        The clock starts once the child has imported the problem, so a slow import (a deep
+        learning framework) does not eat into the first job's time.
+        """
+        if self.job is None or self.eval_timeout is None or not self.ready:
+            return math.inf
+        return max(self.job_sent_at, self.ready_at) + self.eval_timeout
+
+    def submit(self, job: Job) -> None:
+        if self.job is not None:
+            raise RuntimeError("this runner is already evaluating a job")
+        self.job = job
+        self.job_sent_at = time.time()
+        self.conn.send(job)
+
+    def collect(self) -> Outcome | None:
+        """The outcome of the running job if it has one now (finished, crashed or timed out)."""
+        if self.job is None:
+            return None
+        while self.conn.poll():
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            if isinstance(message, tuple) and message[0] == _READY:
+                self.ready, self.ready_at = True, time.time()
+                continue
+            self.job = None
+            return message
+        now = time.time()
+        if not self.process.is_alive():
+            self.process.join()
+            outcome = Outcome(
+                FAILED,
+                error=f"evaluation process {_describe_exit(self.process.exitcode)}",
+                t_start=self.job_sent_at,
+                t_end=now,
+            )
+            self._restart()
+            return outcome
+        if now >= self.deadline:
+            outcome = Outcome(
+                TIMEOUT,
+                error=f"evaluation exceeded --eval-timeout {self.eval_timeout:g} s and was killed",
+                t_start=self.deadline - (self.eval_timeout or 0.0),
+                t_end=now,
+            )
+            self._restart()
+            return outcome
+        return None
+
+    def cancel(self) -> None:
+        """Kill the running job, if any; the runner is then closed."""
+        if self.job is not None:
+            self._kill()
+            self.job = None
+
+    def _restart(self) -> None:
+        self._kill()
+        self.job = None
+        self._start()
+
+    def _kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        if not self.conn.closed:
+            self.conn.close()
+
+    def close(self) -> None:
+        """Stop the child: politely when idle, by force when it is still evaluating."""
+        if self.job is None and self.process.is_alive() and not self.conn.closed:
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.process.join(timeout=5)
+        self._kill()

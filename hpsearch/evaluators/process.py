@@ -1,0 +1,77 @@
+"""Local process pool: one isolated child process per worker slot, on this machine."""
+
+from __future__ import annotations
+
+import math
+import time
+from multiprocessing.connection import wait as wait_for
+
+from hpsearch.evaluation import CANCELLED, HOST, Job, Outcome, Result
+from hpsearch.evaluators.base import Evaluator
+from hpsearch.evaluators.isolation import IsolatedRunner
+
+
+class ProcessEvaluator(Evaluator):
+    """Evaluate on ``n_workers`` local child processes (spawned, each imports the problem once).
+
+    A run that crashes its process or exceeds ``eval_timeout`` seconds gives a FAILED or
+    TIMEOUT result; its slot gets a fresh process.
+    """
+
+    def __init__(self, source: str, n_workers: int, eval_timeout: float | None = None) -> None:
+        if n_workers < 1:
+            raise ValueError(f"a process pool needs at least 1 worker, but got {n_workers}")
+        self.n_workers = n_workers
+        self.runners = [IsolatedRunner(source, eval_timeout) for _ in range(n_workers)]
+
+    def running(self) -> list[Job]:
+        return [r.job for r in self.runners if r.job is not None]
+
+    def submit(self, job: Job) -> None:
+        for runner in self.runners:
+            if not runner.busy:
+                runner.submit(job)
+                return
+        raise RuntimeError("no free worker: wait() for a result before submitting more jobs")
+
+    def wait(self, timeout: float | None = None) -> list[Result]:
+        end = math.inf if timeout is None else time.time() + timeout
+        while True:
+            results = self._collect()
+            busy = [r for r in self.runners if r.busy]
+            if results or not busy:
+                return results
+            now = time.time()
+            until = min(end, *(r.deadline for r in busy))
+            if now >= end:
+                return []
+            waitables = [w for r in busy for w in r.waitables]
+            wait_for(waitables, timeout=None if until == math.inf else max(0.0, until - now))
+
+    def _collect(self) -> list[Result]:
+        results = []
+        for slot, runner in enumerate(self.runners):
+            job = runner.job
+            if job is None:
+                continue
+            outcome = runner.collect()
+            if outcome is not None:
+                results.append(Result(job, outcome, worker=slot, host=HOST))
+        return results
+
+    def cancel_all(self) -> list[Result]:
+        now = time.time()
+        results = []
+        for slot, runner in enumerate(self.runners):
+            if runner.job is not None:
+                job = runner.job
+                runner.cancel()
+                outcome = Outcome(
+                    CANCELLED, error="cancelled when the search stopped", t_start=now, t_end=now
+                )
+                results.append(Result(job, outcome, worker=slot, host=HOST))
+        return results
+
+    def shutdown(self) -> None:
+        for runner in self.runners:
+            runner.close()

@@ -1,0 +1,228 @@
+"""The search loop: ask -> submit -> wait -> log -> tell, until a stopping rule fires.
+
+One loop runs per search (on the MPI master, or in the only process). It keeps every free
+worker busy, writes each result to results.csv before the optimizer learns of it, and stops
+on ``max_evals`` finished evaluations, on the wall-clock ``timeout``, or on SIGTERM/SIGINT
+(batch walltime): it then stops handing out work, gives running evaluations ``grace``
+seconds to finish, and cancels the rest, writing their rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from hpsearch.evaluation import DONE, FINISHED, Job, Result
+from hpsearch.evaluators.base import Evaluator
+from hpsearch.results import ResultsLog
+from hpsearch.search.base import Optimizer
+from hpsearch.space import Config
+
+log = logging.getLogger(__name__)
+
+#: Longest the loop blocks in one wait, so stop requests and the progress line stay timely.
+MAX_WAIT = 0.5
+
+
+@dataclass
+class SearchOutcome:
+    """Summary of a finished search (the rows themselves are in ``results_path``)."""
+
+    n_finished: int
+    n_failed: int
+    best_config: Config | None
+    best_objective: float | None
+    results_path: str
+    wall_time: float
+    stopped_by: str
+    utilisation: float = math.nan
+
+
+class Progress:
+    """A live progress line: finished/total, best so far, busy workers, evaluations per minute.
+
+    On a terminal the line is redrawn in place; in a batch log a line is written every
+    ``interval`` seconds.
+    """
+
+    def __init__(
+        self, total: int, n_workers: int, stream: TextIO | None = None, interval: float = 10.0
+    ):
+        self.total = total
+        self.n_workers = n_workers
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = 0.2 if self.tty else interval
+        self.t_start = time.time()
+        self.last = -math.inf
+
+    def line(self, n_finished: int, best: float | None, n_busy: int) -> str:
+        elapsed = time.time() - self.t_start
+        rate = 60.0 * n_finished / elapsed if elapsed > 0 else 0.0
+        best_text = "-" if best is None else f"{best:.6g}"
+        return (
+            f"[{n_finished:>{len(str(self.total))}}/{self.total}] best {best_text}  "
+            f"busy {n_busy}/{self.n_workers}  {rate:.1f} evals/min  "
+            f"elapsed {time.strftime('%H:%M:%S', time.gmtime(elapsed))}"
+        )
+
+    def update(self, n_finished: int, best: float | None, n_busy: int, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        text = self.line(n_finished, best, n_busy)
+        self.stream.write(f"\r{text}\033[K" if self.tty else text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@contextmanager
+def stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
+    """On SIGTERM/SIGINT set ``flag["signal"]`` and count ``flag["n"]`` instead of dying."""
+
+    def handler(signum, frame):
+        flag["signal"] = signal.Signals(signum).name
+        flag["n"] = flag.get("n", 0) + 1
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class Search:
+    """Drive ``optimizer`` with ``evaluator`` until ``max_evals`` evaluations have finished.
+
+    ``max_evals`` counts finished rows in the log, including those of an earlier run being
+    resumed. ``timeout`` is wall-clock seconds for this run; ``grace`` is how long running
+    evaluations may go on after a stop before they are cancelled.
+    """
+
+    optimizer: Optimizer
+    evaluator: Evaluator
+    log: ResultsLog
+    max_evals: int
+    timeout: float | None = None
+    grace: float = 10.0
+    progress: Progress | None = None
+    rerun: list[Job] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.problem = self.optimizer.problem
+        self.next_job_id = self.log.next_job_id
+        self.n_finished = self.optimizer.n_told
+        self.n_failed = 0
+        self.busy_seconds = 0.0
+
+    def _best(self) -> float | None:
+        best = self.optimizer.best()
+        return None if best is None else best[1]
+
+    def _stop_reason(self, t_start: float, flag: dict[str, Any]) -> str | None:
+        if self.n_finished >= self.max_evals:
+            return "max-evals"
+        if self.timeout is not None and time.time() - t_start >= self.timeout:
+            return "timeout"
+        return flag.get("signal")
+
+    def _submit(self) -> None:
+        wanted = self.max_evals - self.n_finished - self.evaluator.n_busy
+        n = min(self.evaluator.n_free, wanted)
+        if n <= 0:
+            return
+        jobs = [self.rerun.pop(0) for _ in range(min(n, len(self.rerun)))]
+        for job in jobs:
+            job.t_submit = time.time()
+        configs = self.optimizer.ask(n - len(jobs)) if n > len(jobs) else []
+        for config in configs:
+            jobs.append(Job(self.next_job_id, config))
+            self.next_job_id += 1
+        self.log.journal(jobs)
+        for job in jobs:
+            self.evaluator.submit(job)
+
+    def _record(self, results: list[Result]) -> None:
+        if not results:
+            return
+        self.log.write(results)
+        finished = [r for r in results if r.status in FINISHED]
+        self.n_finished += len(finished)
+        self.n_failed += sum(r.status != DONE for r in finished)
+        self.busy_seconds += sum(
+            r.outcome.t_end - r.outcome.t_start for r in results if math.isfinite(r.outcome.t_start)
+        )
+        self.optimizer.tell([r.config for r in finished], [r.objective for r in finished])
+        self.optimizer.forget([r.config for r in results if r.status not in FINISHED])
+        for r in results:
+            if r.status != DONE:
+                log.info("job %d %s: %s", r.job.job_id, r.status, r.outcome.error)
+
+    def run(self) -> SearchOutcome:
+        """Run to a stopping rule; always leaves every started evaluation in the log."""
+        flag: dict[str, Any] = {}
+        t_start = time.time()
+        busy_before = self.busy_seconds
+        with stop_on_signals(flag):
+            while (reason := self._stop_reason(t_start, flag)) is None:
+                self._submit()
+                remaining = (
+                    math.inf if self.timeout is None else t_start + self.timeout - time.time()
+                )
+                self._record(self.evaluator.wait(timeout=max(0.0, min(MAX_WAIT, remaining))))
+                self._show()
+            self._drain(reason, flag)
+        wall = time.time() - t_start
+        if self.progress:
+            self._show(force=True)
+            self.progress.close()
+        best = self.optimizer.best()
+        return SearchOutcome(
+            n_finished=self.n_finished,
+            n_failed=self.n_failed,
+            best_config=None if best is None else best[0],
+            best_objective=None if best is None else best[1],
+            results_path=self.log.path,
+            wall_time=wall,
+            stopped_by=reason,
+            utilisation=(self.busy_seconds - busy_before) / (self.evaluator.n_workers * wall)
+            if wall > 0
+            else math.nan,
+        )
+
+    def _drain(self, reason: str, flag: dict[str, Any]) -> None:
+        """Let running evaluations finish within the grace period, then cancel the rest."""
+        if self.evaluator.n_busy and reason != "max-evals":
+            log.warning(
+                "stopping (%s): %d evaluations running, waiting up to %g s for them",
+                reason,
+                self.evaluator.n_busy,
+                self.grace,
+            )
+        deadline = time.time() + self.grace
+        n_signals = flag.get("n", 0)
+        # a further signal during the grace period means: stop now
+        while self.evaluator.n_busy and time.time() < deadline and flag.get("n", 0) == n_signals:
+            self._record(
+                self.evaluator.wait(timeout=min(MAX_WAIT, max(0.0, deadline - time.time())))
+            )
+            self._show()
+        self._record(self.evaluator.cancel_all())
+
+    def _show(self, force: bool = False) -> None:
+        if self.progress:
+            self.progress.update(self.n_finished, self._best(), self.evaluator.n_busy, force)

@@ -1,0 +1,145 @@
+"""Problems: the search space, the direction and the constraints of a search, and how to load one.
+
+A problem module defines ``problem`` (a :class:`Problem`) and ``run(config) -> float | dict``.
+It is named by a dotted module name importable from the current directory or by a path to a
+``.py`` file; :func:`load_problem` imports it, and every worker process imports it again by the
+same name (functions are never pickled across processes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hpsearch.space import Config, Dimension, InvalidHyperparameterError, Space, dimension_from_spec
+
+DIRECTIONS = ("maximize", "minimize")
+
+Constraint = Callable[[Mapping[str, Any]], bool]
+RunFunction = Callable[[Config], Any]
+
+
+class ProblemLoadError(Exception):
+    """The problem module cannot be imported or does not define ``problem`` and ``run``."""
+
+
+class Problem:
+    """What to search: a name, a direction, a :class:`Space` and constraints on configurations.
+
+    >>> problem = Problem("digits", direction="maximize")
+    >>> problem.add_hyperparameter("learning_rate", (1e-4, 1e-1, "log-uniform"))
+    """
+
+    def __init__(self, name: str, direction: str = "maximize") -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(
+                f"problem {name!r}: direction must be 'maximize' or 'minimize', but got {direction!r}"
+            )
+        self.name = name
+        self.direction = direction
+        self.space = Space()
+        self.constraints: list[Constraint] = []
+        #: Set by :func:`load_problem`: the run function and the name workers import.
+        self.run: RunFunction | None = None
+        self.source: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Problem({self.name!r}, direction={self.direction!r}, space={self.space.names})"
+
+    @property
+    def sign(self) -> float:
+        """Factor that turns this problem's objective into one to minimise."""
+        return -1.0 if self.direction == "maximize" else 1.0
+
+    def add_hyperparameter(
+        self, name: str, spec: Any = None, *, ordinal: bool = False, default: Any = None
+    ) -> Dimension:
+        """Declare a hyperparameter from a shorthand (see :func:`dimension_from_spec`) or a Dimension.
+
+        Raises ValueError naming the hyperparameter and the problem when the declaration is invalid.
+        """
+        if isinstance(name, Dimension):
+            name, spec = name.name, name
+        try:
+            dim = dimension_from_spec(name, spec, ordinal=ordinal, default=default)
+            if dim.name != name:
+                raise InvalidHyperparameterError(
+                    f"hyperparameter {name!r}: the dimension passed is named {dim.name!r}"
+                )
+            return self.space.add(dim)
+        except InvalidHyperparameterError as err:
+            raise InvalidHyperparameterError(f"problem {self.name!r}, {err}") from None
+
+    def add_constraint(self, constraint: Constraint) -> Constraint:
+        """Reject configurations for which ``constraint(config)`` is false; usable as a decorator."""
+        if not callable(constraint):
+            raise TypeError(
+                f"problem {self.name!r}: a constraint must be callable, got {constraint!r}"
+            )
+        self.constraints.append(constraint)
+        return constraint
+
+    def is_feasible(self, config: Mapping[str, Any]) -> bool:
+        """True when every constraint accepts ``config``."""
+        return all(c(config) for c in self.constraints)
+
+    def check(self) -> None:
+        """Raise ValueError when the problem cannot be searched (e.g. it has no hyperparameter)."""
+        if not len(self.space):
+            raise ValueError(f"problem {self.name!r} declares no hyperparameter")
+
+
+def _import_module(spec: str):
+    if spec.endswith(".py") or os.sep in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise ProblemLoadError(f"problem file {spec!r} does not exist")
+        name = "hpsearch_problem_" + os.path.splitext(os.path.basename(path))[0]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ProblemLoadError(f"cannot load problem file {spec!r}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return importlib.import_module(spec)
+
+
+def load_problem(spec: str) -> Problem:
+    """Import a problem module (dotted name or ``.py`` path) and return its ``problem``.
+
+    The returned problem has ``run`` (the module's run function) and ``source`` (``spec``) set.
+    Raises ProblemLoadError with a one-line message when the module cannot be used.
+    """
+    try:
+        module = _import_module(spec)
+    except ProblemLoadError:
+        raise
+    except ModuleNotFoundError as err:
+        raise ProblemLoadError(f"cannot import problem module {spec!r}: {err}") from err
+    except Exception as err:  # a broken problem file: report its own error in one line
+        raise ProblemLoadError(
+            f"problem module {spec!r} failed to import: {type(err).__name__}: {err}"
+        ) from err
+    problem = getattr(module, "problem", None)
+    if not isinstance(problem, Problem):
+        found = "nothing" if problem is None else type(problem).__name__
+        raise ProblemLoadError(
+            f"problem module {spec!r} must define `problem = hpsearch.Problem(...)`, found {found}"
+        )
+    run = getattr(module, "run", None)
+    if not callable(run):
+        raise ProblemLoadError(f"problem module {spec!r} must define a function `run(config)`")
+    try:
+        problem.check()
+    except ValueError as err:
+        raise ProblemLoadError(str(err)) from None
+    problem.run = run
+    problem.source = os.path.abspath(spec) if spec.endswith(".py") else spec
+    return problem

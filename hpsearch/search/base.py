@@ -1,0 +1,184 @@
+"""The ask/tell interface every optimizer implements, and the bookkeeping they share."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from hpsearch.problem import Problem
+from hpsearch.space import Config
+
+log = logging.getLogger(__name__)
+
+Seed = int | np.random.Generator | None
+
+
+def is_failure(objective: Any) -> bool:
+    """True for the objective of a failed evaluation: None, NaN or an infinity."""
+    if objective is None:
+        return True
+    try:
+        return not math.isfinite(float(objective))
+    except (TypeError, ValueError):
+        return True
+
+
+class Optimizer:
+    """Proposes configurations (``ask``) and learns from their outcomes (``tell``).
+
+    Objectives are given in the problem's direction; this class converts them, once, into
+    values to minimise (``y``, NaN for a failed evaluation). It remembers the points asked
+    but not yet told (*pending*: running on some worker) so that subclasses can account for
+    them and never propose a configuration that is pending or already finished.
+
+    Subclasses implement :meth:`_ask` and, if they learn, :meth:`_tell`.
+    """
+
+    #: How many random draws per wanted point before giving up on finding a new feasible one.
+    max_draws_per_point = 1000
+
+    def __init__(self, problem: Problem, seed: Seed = None) -> None:
+        self.problem = problem
+        self.space = problem.space
+        self.rng = np.random.default_rng(seed)
+        self.X_: list[np.ndarray] = []  # unit points told, in order
+        self.y_: list[float] = []  # minimisation values, NaN for failures
+        self.pending_: dict[tuple, np.ndarray] = {}
+        self.seen_: set[tuple] = set()
+        self._warned_exhausted = False
+
+    # ---- public API --------------------------------------------------------------------
+    def ask(self, n: int = 1) -> list[Config]:
+        """Return ``n`` new feasible configurations, marked pending until told."""
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"ask() needs a count n >= 0, but got {n!r}")
+        if n == 0:
+            return []
+        U = self._ask(int(n))
+        configs = self.space.decode(U)
+        for u, config in zip(U, configs, strict=True):
+            key = self.space.key(config)
+            self.pending_[key] = u
+            self.seen_.add(key)
+        return configs
+
+    def tell(self, configs: Sequence[Mapping[str, Any]], objectives: Sequence[Any]) -> None:
+        """Record finished evaluations; objectives in the problem's direction, None/NaN = failed."""
+        if len(configs) != len(objectives):
+            raise ValueError(
+                f"tell() needs one objective per configuration, but got {len(configs)} "
+                f"configurations and {len(objectives)} objectives"
+            )
+        if not configs:
+            return
+        configs = [self.space.validate(c) for c in configs]
+        U = self.space.encode(configs)
+        y = np.array(
+            [math.nan if is_failure(o) else self.problem.sign * float(o) for o in objectives]
+        )
+        for u, config, value in zip(U, configs, y, strict=True):
+            key = self.space.key(config)
+            self.pending_.pop(key, None)
+            self.seen_.add(key)
+            self.X_.append(u)
+            self.y_.append(float(value))
+        self._tell(U, y)
+
+    def forget(self, configs: Sequence[Mapping[str, Any]]) -> None:
+        """Drop pending configurations that will never be told (cancelled evaluations)."""
+        for config in configs:
+            key = self.space.key(config)
+            if self.pending_.pop(key, None) is not None:
+                self.seen_.discard(key)
+
+    @property
+    def n_told(self) -> int:
+        return len(self.y_)
+
+    @property
+    def n_pending(self) -> int:
+        return len(self.pending_)
+
+    def best(self) -> tuple[Config, float] | None:
+        """The best finished configuration and its objective (problem's direction), if any."""
+        y = np.asarray(self.y_)
+        if not np.isfinite(y).any():
+            return None
+        i = int(np.nanargmin(y))
+        return self.space.decode(self.X_[i])[0], float(self.problem.sign * y[i])
+
+    # ---- for subclasses ----------------------------------------------------------------
+    def _ask(self, n: int) -> np.ndarray:
+        """Return ``n`` canonical unit points, feasible and neither pending nor finished."""
+        raise NotImplementedError
+
+    def _tell(self, U: np.ndarray, y: np.ndarray) -> None:
+        """Learn from new finished points (unit points, minimisation values with NaN = failed)."""
+
+    def _is_new(self, config: Mapping[str, Any]) -> bool:
+        return self.space.key(config) not in self.seen_
+
+    def _filter_new_feasible(
+        self, U: np.ndarray, limit: int | None = None, exclude: set[tuple] | None = None
+    ) -> np.ndarray:
+        """Keep the rows of ``U`` (in order, snapped to canonical points) that decode to
+        feasible configurations, distinct from each other and from the seen (and ``exclude``) ones."""
+        if not len(U):
+            return np.zeros((0, len(self.space)))
+        configs = self.space.decode(U)
+        taken = set(exclude or ())
+        keep: list[int] = []
+        for i, config in enumerate(configs):
+            key = self.space.key(config)
+            if key in self.seen_ or key in taken or not self.problem.is_feasible(config):
+                continue
+            taken.add(key)
+            keep.append(i)
+            if limit is not None and len(keep) >= limit:
+                break
+        return self.space.encode([configs[i] for i in keep])
+
+    def _sample_new(self, n: int, method: str = "random") -> np.ndarray:
+        """Draw ``n`` feasible, unseen, distinct canonical points (random/LHS/Sobol design).
+
+        The very first point asked is the problem's default configuration when it declares
+        defaults, as a user who gives defaults expects them to be tried.
+        """
+        found = np.zeros((0, len(self.space)))
+        if self.space.has_defaults and not self.seen_:
+            found = self._filter_new_feasible(self.space.encode([self.space.default_config()]))
+        draws = 0
+        while len(found) < n:
+            want = n - len(found)
+            batch = self.space.sample_unit(want if not draws else max(want, 16), self.rng, method)
+            draws += len(batch)
+            method = "random"  # a design is drawn once; top up with random points
+            taken = {self.space.key(c) for c in self.space.decode(found)} if len(found) else set()
+            found = np.vstack([found, self._filter_new_feasible(batch, want, exclude=taken)])
+            if len(found) < n and draws > self.max_draws_per_point * n:
+                found = np.vstack([found, self._fallback(n - len(found))])
+        return found[:n]
+
+    def _fallback(self, n: int) -> np.ndarray:
+        """Points for when no new feasible configuration can be found: feasible repeats."""
+        if not self._warned_exhausted:
+            log.warning(
+                "problem %r: no new feasible configuration found after %d draws; "
+                "the space looks exhausted, repeating configurations",
+                self.problem.name,
+                self.max_draws_per_point,
+            )
+            self._warned_exhausted = True
+        for _ in range(self.max_draws_per_point):
+            U = self.space.sample_unit(64, self.rng)
+            configs = self.space.decode(U)
+            ok = [c for c in configs if self.problem.is_feasible(c)]
+            if ok:
+                return self.space.encode([ok[i % len(ok)] for i in range(n)])
+        raise RuntimeError(
+            f"problem {self.problem.name!r}: the constraints reject every sampled configuration"
+        )

@@ -1,0 +1,1 @@
+"""Problem packages shipped with hpsearch (run them with ``--problem problems.<name>``)."""
