@@ -119,6 +119,10 @@ class Optimizer:
     def _tell(self, U: np.ndarray, y: np.ndarray) -> None:
         """Learn from new finished points (unit points, minimisation values with NaN = failed)."""
 
+    def _targets(self) -> np.ndarray:
+        """The values a surrogate should learn, one per told point (to minimise, NaN = failed)."""
+        return np.asarray(self.y_, dtype=float)
+
     def _is_new(self, config: Mapping[str, Any]) -> bool:
         return self.space.key(config) not in self.seen_
 
