@@ -234,7 +234,12 @@ def load_results(path: str) -> pd.DataFrame:
         text = f.read()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    df = pd.read_csv(
+        io.StringIO(text),
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"error": str, "host": str, "status": str},
+    )
     if "error" in df:
-        df["error"] = df["error"].fillna("").astype(str)
+        df["error"] = df["error"].fillna("")
     return df

@@ -89,9 +89,10 @@ class Dimension:
 
 def _round_significant(x: np.ndarray, digits: int = 12) -> np.ndarray:
     """Round to ``digits`` significant digits, so that 3e-3 decodes to 3e-3, not 2.999...e-3."""
-    magnitude = np.floor(np.log10(np.abs(np.where(x == 0, 1.0, x))))
+    tiny = np.abs(x) < 1e-280  # leave (near-)zero alone: its scale would overflow
+    magnitude = np.floor(np.log10(np.abs(np.where(tiny, 1.0, x))))
     scale = 10.0 ** (digits - 1 - magnitude)
-    return np.round(x * scale) / scale
+    return np.where(tiny, x, np.round(x * scale) / scale)
 
 
 def _is_number(x: Any) -> bool:

@@ -1,0 +1,108 @@
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from hpsearch import Problem
+from hpsearch.search import RandomSearch
+
+
+def make_problem() -> Problem:
+    problem = Problem("p", direction="maximize")
+    problem.add_hyperparameter("x", (0.0, 10.0))
+    problem.add_hyperparameter("lr", (1e-5, 1e-1, "log-uniform"))
+    problem.add_hyperparameter("k", (1, 6))
+    problem.add_hyperparameter("act", ["relu", "tanh", "elu"])
+    return problem
+
+
+def test_random_search_covers_the_space_uniformly():
+    opt = RandomSearch(make_problem(), seed=0)
+    configs = opt.ask(3000)
+    x = np.array([c["x"] for c in configs])
+    lr = np.log10([c["lr"] for c in configs])
+    # Kolmogorov-Smirnov against the declared distributions (uniform, log-uniform)
+    assert stats.kstest(x, "uniform", args=(0, 10)).pvalue > 1e-3
+    assert stats.kstest(lr, "uniform", args=(-5, 4)).pvalue > 1e-3
+    # chi-square on the discrete dimensions
+    k_counts = np.bincount([c["k"] for c in configs], minlength=7)[1:]
+    assert stats.chisquare(k_counts).pvalue > 1e-3
+    act_counts = [sum(c["act"] == a for c in configs) for a in ("relu", "tanh", "elu")]
+    assert stats.chisquare(act_counts).pvalue > 1e-3
+
+
+def test_ask_returns_typed_distinct_configs_and_tracks_pending():
+    opt = RandomSearch(make_problem(), seed=1)
+    configs = opt.ask(8)
+    assert len(configs) == 8
+    assert len({tuple(sorted(c.items())) for c in configs}) == 8
+    assert all(isinstance(c["k"], int) and isinstance(c["x"], float) for c in configs)
+    assert opt.n_pending == 8
+    opt.tell(configs[:3], [0.5, None, math.nan])
+    assert opt.n_pending == 5 and opt.n_told == 3
+    config, objective = opt.best()
+    assert config == configs[0] and objective == 0.5
+
+
+def test_tell_applies_the_direction_once():
+    for direction, expected in (("maximize", 3.0), ("minimize", 1.0)):
+        problem = make_problem()
+        problem.direction = direction
+        opt = RandomSearch(problem, seed=2)
+        configs = opt.ask(3)
+        opt.tell(configs, [1.0, 3.0, 2.0])
+        assert opt.best()[1] == expected
+        assert opt._targets().min() == problem.sign * expected
+
+
+def test_same_seed_same_configs():
+    a, b = RandomSearch(make_problem(), seed=7), RandomSearch(make_problem(), seed=7)
+    assert a.ask(5) == b.ask(5)
+
+
+def test_constraints_are_never_violated():
+    problem = make_problem()
+    problem.add_constraint(lambda c: c["x"] + c["k"] <= 5)
+    configs = RandomSearch(problem, seed=3).ask(500)
+    assert all(c["x"] + c["k"] <= 5 for c in configs)
+
+
+def test_defaults_are_asked_first():
+    problem = Problem("p")
+    problem.add_hyperparameter("momentum", (0.0, 0.99), default=0.9)
+    problem.add_hyperparameter("act", ["relu", "tanh"], default="tanh")
+    problem.add_hyperparameter("n", (1, 9))
+    first = RandomSearch(problem, seed=0).ask(2)[0]
+    assert first == {"momentum": 0.9, "act": "tanh", "n": 5}
+
+
+def test_a_finite_space_is_exhausted_before_anything_repeats():
+    problem = Problem("small")
+    problem.add_hyperparameter("a", ["x", "y"])
+    problem.add_hyperparameter("b", [1, 2, 3], ordinal=True)
+    opt = RandomSearch(problem, seed=0)
+    opt.max_draws_per_point = 50
+    first = opt.ask(6)
+    assert len({(c["a"], c["b"]) for c in first}) == 6
+    assert len(opt.ask(2)) == 2  # repeats, with a warning, rather than stalling the search
+
+
+def test_impossible_constraints_fail_clearly():
+    problem = make_problem()
+    problem.add_constraint(lambda c: False)
+    opt = RandomSearch(problem, seed=0)
+    opt.max_draws_per_point = 5
+    with pytest.raises(RuntimeError, match="constraints reject every sampled configuration"):
+        opt.ask(1)
+
+
+def test_tell_checks_lengths_and_values():
+    opt = RandomSearch(make_problem(), seed=0)
+    configs = opt.ask(2)
+    with pytest.raises(ValueError, match="one objective per configuration"):
+        opt.tell(configs, [1.0])
+    with pytest.raises(ValueError, match="'x'"):
+        opt.tell([{**configs[0], "x": 99.0}], [1.0])
+    with pytest.raises(ValueError, match="n >= 0"):
+        opt.ask(-1)
