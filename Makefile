@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 TIMEOUT := timeout --signal=KILL
 # MPI tests: each mpirun has its own wall-clock guard so a deadlock fails instead of hanging.
 MPI_TEST_TIMEOUT ?= 600
+PY_PATHS := $(wildcard hpsearch problems scripts tests)
 
 .PHONY: venv lint format test test-serial test-mpi demo bench clean
 
@@ -19,13 +20,13 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check hpsearch problems scripts tests
-	$(BIN)/ruff format --check hpsearch problems scripts tests
+	$(BIN)/ruff check $(PY_PATHS)
+	$(BIN)/ruff format --check $(PY_PATHS)
 	$(BIN)/mypy
 
 format: venv
-	$(BIN)/ruff check --fix hpsearch problems scripts tests
-	$(BIN)/ruff format hpsearch problems scripts tests
+	$(BIN)/ruff check --fix $(PY_PATHS)
+	$(BIN)/ruff format $(PY_PATHS)
 
 test: lint test-serial test-mpi
 
