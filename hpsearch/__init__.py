@@ -3,6 +3,8 @@
 Importing this package imports neither mpi4py nor a deep-learning framework.
 """
 
+from hpsearch.arch import MLPSpace, build_model, count_macs, count_neurons, count_params
+from hpsearch.pareto import pareto_front
 from hpsearch.problem import Problem, load_problem
 from hpsearch.results import load_results
 from hpsearch.space import Categorical, Dimension, Integer, Ordinal, Real, Space
@@ -13,11 +15,17 @@ __all__ = [
     "Categorical",
     "Dimension",
     "Integer",
+    "MLPSpace",
     "Ordinal",
     "Problem",
     "Real",
     "Space",
     "__version__",
+    "build_model",
+    "count_macs",
+    "count_neurons",
+    "count_params",
     "load_problem",
     "load_results",
+    "pareto_front",
 ]

@@ -39,7 +39,8 @@ class Outcome:
     """What evaluating one configuration gave, as measured where it ran."""
 
     status: str
-    objective: float | None = None
+    #: A float, or a list of floats for a multi-objective run (the first is the primary one).
+    objective: float | list[float] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     t_start: float = math.nan
@@ -60,7 +61,7 @@ class Result:
         return self.outcome.status
 
     @property
-    def objective(self) -> float | None:
+    def objective(self) -> float | list[float] | None:
         return self.outcome.objective
 
     @property
@@ -90,6 +91,10 @@ def interpret(returned: Any) -> Outcome:
             )
         objective = returned["objective"]
         metrics = {str(k): _scalar(v) for k, v in returned.items() if k != "objective"}
+    if hasattr(objective, "tolist") and getattr(objective, "ndim", 0) > 0:
+        objective = objective.tolist()  # a numpy array of objectives
+    if isinstance(objective, list | tuple):
+        return _interpret_vector(objective, metrics)
     try:
         value = float(objective)
     except (TypeError, ValueError):
@@ -101,6 +106,26 @@ def interpret(returned: Any) -> Outcome:
             FAILED, metrics=metrics, error=f"run() returned a non-finite objective {value}"
         )
     return Outcome(DONE, objective=value, metrics=metrics)
+
+
+def _interpret_vector(objectives: list | tuple, metrics: dict[str, Any]) -> Outcome:
+    """Several objectives (multi-objective run): every one must be a finite number."""
+    if not objectives:
+        return Outcome(FAILED, metrics=metrics, error="run() returned an empty list of objectives")
+    values = []
+    for i, objective in enumerate(objectives):
+        try:
+            value = float(objective)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            return Outcome(
+                FAILED,
+                metrics=metrics,
+                error=f"run() returned objective {i} = {objective!r}, not a finite number",
+            )
+        values.append(value)
+    return Outcome(DONE, objective=values, metrics=metrics)
 
 
 def evaluate(run: RunFunction, config: Config) -> Outcome:

@@ -74,6 +74,10 @@ class Problem:
         except InvalidHyperparameterError as err:
             raise InvalidHyperparameterError(f"problem {self.name!r}, {err}") from None
 
+    def add_architecture(self, architecture: Any) -> list[Dimension]:
+        """Declare the dimensions of an architecture space (e.g. :class:`hpsearch.arch.MLPSpace`)."""
+        return [self.add_hyperparameter(dim.name, dim) for dim in architecture.dimensions()]
+
     def add_constraint(self, constraint: Constraint) -> Constraint:
         """Reject configurations for which ``constraint(config)`` is false; usable as a decorator."""
         if not callable(constraint):

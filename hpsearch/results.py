@@ -3,7 +3,9 @@
 One row per finished evaluation, written (flushed and fsynced) by the search loop before the
 optimizer hears of it. Columns: ``job_id``, ``p:<name>`` for every hyperparameter,
 ``objective``, ``status``, ``worker``, ``host``, ``t_submit``, ``t_start``, ``t_end`` (seconds
-since the search started), ``m:<metric>`` for extra metrics, ``error``. A conditional
+since the search started), ``m:<metric>`` for extra metrics, ``error``. A multi-objective run
+also fills ``objective_0``, ``objective_1``, ... (one per objective; ``objective`` holds the
+first, the primary one). A conditional
 hyperparameter that is inactive in a configuration has an empty cell.
 
 Beside it, ``submitted.jsonl`` journals every job handed to a worker, so that a search killed
@@ -31,6 +33,7 @@ RESULTS_FILE = "results.csv"
 SUBMITTED_FILE = "submitted.jsonl"
 PARAM_PREFIX = "p:"
 METRIC_PREFIX = "m:"
+OBJECTIVE_PREFIX = "objective_"
 RECORD_COLUMNS = ["objective", "status", "worker", "host", "t_submit", "t_start", "t_end"]
 
 
@@ -104,17 +107,21 @@ class ResultsLog:
                 f"{self.path} was written for hyperparameters {[c[2:] for c in params]}, "
                 f"not this problem's {self.space.names}"
             )
-        self.metric_columns = [c for c in header if c.startswith(METRIC_PREFIX)]
+        self.metric_columns = [
+            c for c in header if c.startswith(METRIC_PREFIX) or c.startswith(OBJECTIVE_PREFIX)
+        ]
         self.previous = load_results(self.path)
         if os.path.exists(self.submitted_path):
             _drop_partial_last_line(self.submitted_path)
 
     def _row(self, result: Result) -> list[Any]:
         job, out = result.job, result.outcome
+        vector = out.objective if isinstance(out.objective, list) else []
         values: dict[str, Any] = {
             "job_id": job.job_id,
             **{PARAM_PREFIX + k: v for k, v in job.config.items()},
-            "objective": out.objective,
+            "objective": vector[0] if vector else out.objective,
+            **{f"{OBJECTIVE_PREFIX}{i}": v for i, v in enumerate(vector)},
             "status": out.status,
             "worker": result.worker,
             "host": result.host,
@@ -130,7 +137,15 @@ class ResultsLog:
         """Append rows for ``results``; durable on disk when this returns."""
         results = list(results)
         new_metrics = sorted(
-            {METRIC_PREFIX + k for r in results for k in r.outcome.metrics}
+            (
+                {METRIC_PREFIX + k for r in results for k in r.outcome.metrics}
+                | {
+                    f"{OBJECTIVE_PREFIX}{i}"
+                    for r in results
+                    if isinstance(r.objective, list)
+                    for i in range(len(r.objective))
+                }
+            )
             - set(self.metric_columns)
         )
         if new_metrics:
@@ -169,15 +184,26 @@ class ResultsLog:
         self._submitted.close()
 
     # ---- reading back for resume ---------------------------------------------------------
-    def finished(self) -> tuple[list[Config], list[float | None]]:
-        """Configurations and objectives of the rows already written with a finished status."""
+    def finished(self) -> tuple[list[Config], list[Any]]:
+        """Configurations and objectives (float, list of floats or None) of the finished rows."""
         rows = (
             self.previous[self.previous["status"].isin(FINISHED)]
             if len(self.previous)
             else self.previous
         )
         configs = configs_from_frame(rows, self.space)
-        objectives = [None if pd.isna(v) else float(v) for v in rows.get("objective", [])]
+        objectives: list[Any] = [
+            None if pd.isna(v) else float(v) for v in rows.get("objective", [])
+        ]
+        vector_columns = sorted(
+            (c for c in rows.columns if c.startswith(OBJECTIVE_PREFIX)),
+            key=lambda c: int(c[len(OBJECTIVE_PREFIX) :]),
+        )
+        if vector_columns:
+            objectives = [
+                None if any(pd.isna(v) for v in row) else [float(v) for v in row]
+                for row in rows[vector_columns].itertuples(index=False)
+            ]
         return configs, objectives
 
     @property

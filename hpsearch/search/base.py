@@ -18,9 +18,11 @@ Seed = int | np.random.Generator | None
 
 
 def is_failure(objective: Any) -> bool:
-    """True for the objective of a failed evaluation: None, NaN or an infinity."""
+    """True for the objective of a failed evaluation: None, NaN or an infinity (in any component)."""
     if objective is None:
         return True
+    if isinstance(objective, list | tuple | np.ndarray):
+        return len(objective) == 0 or any(is_failure(o) for o in objective)
     try:
         return not math.isfinite(float(objective))
     except (TypeError, ValueError):
@@ -36,7 +38,15 @@ class Optimizer:
     them and never propose a configuration that is pending or already finished.
 
     Subclasses implement :meth:`_ask` and, if they learn, :meth:`_tell`.
+
+    Multi-objective problems (a run returns a list of objectives, all in the problem's
+    direction) keep every objective in ``Y_``; ``y_`` and :meth:`best` follow the first, primary
+    one, and :meth:`_targets` scalarises them with random weights redrawn on each ask
+    (augmented Chebyshev, as in ParEGO), so a surrogate explores the whole Pareto front.
     """
+
+    #: Weight of the sum term in the augmented Chebyshev scalarisation.
+    chebyshev_rho = 0.05
 
     #: How many random draws per wanted point before giving up on finding a new feasible one.
     max_draws_per_point = 1000
@@ -47,6 +57,8 @@ class Optimizer:
         self.rng = np.random.default_rng(seed)
         self.X_: list[np.ndarray] = []  # unit points told, in order
         self.y_: list[float] = []  # minimisation values, NaN for failures
+        self.Y_: list[np.ndarray | None] = []  # all objectives (minimised) when several
+        self.weights_: np.ndarray | None = None  # scalarisation weights of the current ask
         self.pending_: dict[tuple, np.ndarray] = {}
         self.seen_: set[tuple] = set()
         self._warned_exhausted = False
@@ -58,6 +70,9 @@ class Optimizer:
             raise ValueError(f"ask() needs a count n >= 0, but got {n!r}")
         if n == 0:
             return []
+        k = self.n_objectives
+        if k > 1:
+            self.weights_ = self.rng.dirichlet(np.ones(k))
         U = self._ask(int(n))
         configs = self.space.decode(U)
         for u, config in zip(U, configs, strict=True):
@@ -77,15 +92,27 @@ class Optimizer:
             return
         configs = [self.space.validate(c) for c in configs]
         U = self.space.encode(configs)
+        vectors = [
+            None
+            if is_failure(o) or not isinstance(o, list | tuple | np.ndarray)
+            else self.problem.sign * np.asarray(o, dtype=float)
+            for o in objectives
+        ]
         y = np.array(
-            [math.nan if is_failure(o) else self.problem.sign * float(o) for o in objectives]
+            [
+                math.nan
+                if is_failure(o)
+                else (v[0] if v is not None else self.problem.sign * float(o))
+                for o, v in zip(objectives, vectors, strict=True)
+            ]
         )
-        for u, config, value in zip(U, configs, y, strict=True):
+        for u, config, value, vector in zip(U, configs, y, vectors, strict=True):
             key = self.space.key(config)
             self.pending_.pop(key, None)
             self.seen_.add(key)
             self.X_.append(u)
             self.y_.append(float(value))
+            self.Y_.append(vector)
         self._tell(U, y)
 
     def forget(self, configs: Sequence[Mapping[str, Any]]) -> None:
@@ -102,6 +129,11 @@ class Optimizer:
     @property
     def n_pending(self) -> int:
         return len(self.pending_)
+
+    @property
+    def n_objectives(self) -> int:
+        """How many objectives the finished evaluations returned (1 until a vector is told)."""
+        return max((len(v) for v in self.Y_ if v is not None), default=1)
 
     def best(self) -> tuple[Config, float] | None:
         """The best finished configuration and its objective (problem's direction), if any."""
@@ -120,8 +152,28 @@ class Optimizer:
         """Learn from new finished points (unit points, minimisation values with NaN = failed)."""
 
     def _targets(self) -> np.ndarray:
-        """The values a surrogate should learn, one per told point (to minimise, NaN = failed)."""
-        return np.asarray(self.y_, dtype=float)
+        """The values a surrogate should learn, one per told point (to minimise, NaN = failed).
+
+        With several objectives: each is scaled to [0, 1] over the finished points, then
+        combined as ``max_i(w_i f_i) + rho * sum_i(w_i f_i)`` with the weights of this ask.
+        """
+        y = np.asarray(self.y_, dtype=float)
+        k = self.n_objectives
+        if k == 1:
+            return y
+        F = np.full((len(y), k), math.nan)
+        for i, vector in enumerate(self.Y_):
+            if vector is not None and len(vector) == k:
+                F[i] = vector
+        ok = np.isfinite(F).all(axis=1)
+        if not ok.any():
+            return np.full(len(y), math.nan)
+        low, high = F[ok].min(axis=0), F[ok].max(axis=0)
+        F = (F - low) / np.where(high > low, high - low, 1.0)
+        if self.weights_ is None:
+            self.weights_ = np.full(k, 1.0 / k)
+        wF = self.weights_ * F
+        return np.where(ok, wF.max(axis=1) + self.chebyshev_rho * wF.sum(axis=1), math.nan)
 
     def _is_new(self, config: Mapping[str, Any]) -> bool:
         return self.space.key(config) not in self.seen_
