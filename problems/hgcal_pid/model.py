@@ -1,0 +1,89 @@
+"""Problem definition and training for electron/pion identification from shower profiles."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cache
+
+import numpy as np
+
+from hpsearch import MLPSpace, Problem, count_macs, count_neurons, count_params
+from problems.hgcal_pid.showers import N_LAYERS, generate, misidentification
+
+#: HPSEARCH_QUICK=1: 2,000 training showers and 2 epochs, for tests.
+QUICK = os.environ.get("HPSEARCH_QUICK") == "1"
+#: HPSEARCH_HGCAL_MULTI=1: two objectives, [1 - pion misidentification, -hidden neurons].
+MULTI = os.environ.get("HPSEARCH_HGCAL_MULTI") == "1"
+N_TRAIN, N_VAL = (2_000, 1_000) if QUICK else (20_000, 10_000)
+EPOCHS = 2 if QUICK else 40
+PATIENCE = 5
+#: Electron efficiency at which pion misidentification is measured.
+EFFICIENCY = 0.95
+#: Most hidden neurons a network may have (the trigger FPGA's budget).
+NEURON_BUDGET = 256
+
+problem = Problem("hgcal_pid", direction="maximize")
+problem.add_architecture(
+    MLPSpace(
+        max_layers=15,
+        units=(4, 64, "log-uniform"),
+        activations=["relu", "tanh", "elu"],
+        defaults={"n_layers": 3, "units_0": 32, "units_1": 32, "units_2": 16},
+    )
+)
+problem.add_hyperparameter("learning_rate", (1e-4, 3e-2, "log-uniform"), default=3e-3)
+problem.add_hyperparameter("batch_size", [64, 128, 256, 512], ordinal=True, default=256)
+problem.add_hyperparameter("schedule", ["constant", "one_cycle"], default="one_cycle")
+problem.add_constraint(lambda config: count_neurons(config) <= NEURON_BUDGET)
+
+
+@cache
+def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Generated training and validation showers (fixed seeds, so every worker agrees)."""
+    X_train, y_train = generate(N_TRAIN, seed=1)
+    X_val, y_val = generate(N_VAL, seed=2)
+    return X_train, X_val, y_train, y_val
+
+
+def run(config: dict) -> dict:
+    """Train the classifier of ``config``; objective: 1 - pion misidentification at 95% eff."""
+    import keras
+
+    from hpsearch.arch import build_model
+    from hpsearch.keras import EarlyStopping, schedule_callbacks
+
+    X_train, X_val, y_train, y_val = load_data()
+    keras.utils.set_random_seed(0)
+    normalise = keras.layers.Normalization()
+    normalise.adapt(X_train)
+    model = keras.Sequential(
+        [keras.Input((N_LAYERS,)), normalise, build_model(config, N_LAYERS, 1, "sigmoid")]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
+        loss="binary_crossentropy",
+    )
+    stop = EarlyStopping(monitor="val_loss", patience=PATIENCE)
+    t0 = time.time()
+    model.fit(
+        X_train,
+        y_train,
+        validation_data=(X_val, y_val),
+        epochs=EPOCHS,
+        batch_size=config["batch_size"],
+        callbacks=[stop, *schedule_callbacks(config["schedule"], config["learning_rate"])],
+        verbose=0,
+    )
+    scores = model.predict(X_val, batch_size=4096, verbose=0)
+    purity = 1.0 - misidentification(scores, y_val, EFFICIENCY)
+    neurons = count_neurons(config)
+    return {
+        "objective": [purity, -float(neurons)] if MULTI else purity,
+        "pion_misid": 1.0 - purity,
+        "n_neurons": neurons,
+        "n_params": count_params(config, N_LAYERS, 1),
+        "n_macs": count_macs(config, N_LAYERS, 1),
+        **stop.report(),
+        "train_seconds": time.time() - t0,
+    }
