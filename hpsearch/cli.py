@@ -215,12 +215,22 @@ def report(outcome, output_dir: str) -> None:
 
 
 def console_main(argv: Sequence[str] | None = None) -> int:
-    """The ``hpsearch`` console script: ``hpsearch <method> [options]``."""
+    """The ``hpsearch`` console script: ``hpsearch <method> [options]``, ``hpsearch report``
+    and ``hpsearch simulate``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report":
+        from hpsearch.report import main as report_main
+
+        return report_main(argv[1:], prog="hpsearch report")
+    if argv and argv[0] == "simulate":
+        from hpsearch.simulate import main as simulate_main
+
+        return simulate_main(argv[1:], prog="hpsearch simulate")
     names = methods()
     if not argv or argv[0] not in names:
         print(
-            f"usage: hpsearch {{{','.join(names)}}} [options]   (hpsearch <method> --help)",
+            f"usage: hpsearch {{{','.join([*names, 'report', 'simulate'])}}} [options]   "
+            "(hpsearch <command> --help)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from hpsearch.cli import console_main
 from hpsearch.cli import main as run_cli
 from hpsearch.problem import Problem, load_problem
 from hpsearch.report import utilisation
@@ -148,6 +149,9 @@ def test_command_line_writes_results_and_rejects_bad_input(tmp_path, capsys):
     assert main([*argv, "--duration", "weibull:1", "--output", str(tmp_path / "b")]) == 2
     assert "unknown duration model 'weibull:1'" in capsys.readouterr().err
     assert main(["--problem", "branin"]) == 2
+    argv = ["simulate", *argv, "--duration", "fixed:1", "--output", str(tmp_path / "c")]
+    assert console_main(argv) == 0
+    assert len(load_results(tmp_path / "c")) == 12
 
 
 def test_simulation_agrees_with_a_real_run_on_two_workers(tmp_path, monkeypatch, repo_root):

@@ -1,0 +1,178 @@
+"""The report: utilisation, best-so-far curves, every plot and the offline HTML page."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpsearch.cli import console_main
+from hpsearch.report import (
+    best_so_far,
+    busy_workers,
+    load_runs,
+    main,
+    parameter_importance,
+    summary,
+    utilisation,
+    write_report,
+)
+from hpsearch.search.random import RandomSearch
+from hpsearch.simulate import simulate
+from hpsearch.testfunctions import make_problem
+
+PNG = b"\x89PNG\r\n\x1a\n"
+HEADER = "job_id,p:lr,p:act,objective,status,worker,host,t_submit,t_start,t_end,error\n"
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (worker, t_start, t_end, status, objective)."""
+    return pd.DataFrame(
+        [
+            {"job_id": i, "worker": w, "host": "h", "t_submit": s, "t_start": s, "t_end": e}
+            | {"status": st, "objective": o}
+            for i, (w, s, e, st, o) in enumerate(rows)
+        ]
+    )
+
+
+def write_csv(path, lines: list[str], header: str = HEADER) -> str:
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "results.csv"), "w") as f:
+        f.write(header + "".join(line + "\n" for line in lines))
+    return str(path)
+
+
+def test_utilisation_is_busy_worker_seconds_over_workers_times_wall():
+    df = frame([(0, 0, 10, "DONE", 1.0), (1, 0, 5, "FAILED", None), (0, 10, 20, "DONE", 2.0)])
+    assert utilisation(df) == pytest.approx(25 / 40)
+    assert utilisation(df, n_workers=4) == pytest.approx(25 / 80)
+    assert utilisation(df, wall=50) == pytest.approx(25 / 100)
+    times, counts = busy_workers(df)
+    assert times.tolist() == [0, 5, 10, 20]
+    assert counts.tolist() == [2, 1, 1, 0]
+    assert math.isnan(utilisation(df.iloc[:0]))
+
+
+def test_best_so_far_skips_failures_and_cancelled_rows_in_end_order():
+    df = frame(
+        [
+            (0, 0, 4, "DONE", 3.0),
+            (1, 0, 1, "FAILED", None),
+            (2, 0, 2, "DONE", 5.0),
+            (1, 1, 3, "CANCELLED", None),
+            (1, 3, 6, "DONE", 1.0),
+        ]
+    )
+    low = best_so_far(df)
+    assert low["t_end"].tolist() == [1, 2, 4, 6]
+    assert low["n"].tolist() == [1, 2, 3, 4]
+    assert np.isnan(low["best"].iloc[0])
+    assert low["best"].tolist()[1:] == [5.0, 3.0, 1.0]
+    assert best_so_far(df, maximize=True)["best"].tolist()[1:] == [5.0, 5.0, 5.0]
+
+
+def assert_offline_page(files: dict[str, str]) -> str:
+    with open(files["html"]) as f:
+        page = f.read()
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
+    assert "http://" not in page and "https://" not in page
+    images = [p for n, p in files.items() if p.endswith(".png")]
+    assert page.count('src="data:image/png;base64,') == len(images)
+    for path in images:
+        with open(path, "rb") as f:
+            data = f.read()
+        assert data.startswith(PNG) and len(data) > 5000, path
+    return page
+
+
+def test_report_of_a_simulated_run_has_every_plot(tmp_path):
+    problem, _ = make_problem("hartmann6")
+    run = str(tmp_path / "rs")
+    simulate(RandomSearch(problem, seed=0), 3, "uniform:1,3", run, 30, master_time="zero")
+    files = write_report([run], str(tmp_path / "report"))
+    expected = {"best_vs_time", "best_vs_evals", "workers", "importance", "parallel", "html"}
+    assert expected <= set(files)
+    assert_offline_page(files)
+    with open(files["best"]) as f:
+        best = json.load(f)
+    df = pd.read_csv(os.path.join(run, "results.csv"))
+    assert best["objective"] == df["objective"].min()
+    assert sorted(best["config"]) == [f"x{i}" for i in range(6)]
+
+
+def test_report_with_failures_and_resumed_rows(tmp_path):
+    lines = [
+        "0,0.01,relu,0.80,DONE,1,h,0.0,0.1,5.0,",
+        "1,0.1,tanh,,FAILED,2,h,0.0,0.1,1.0,ValueError: diverged",
+        "2,0.001,relu,,TIMEOUT,2,h,1.0,1.1,9.0,evaluation exceeded --eval-timeout 8 s",
+        "3,0.05,tanh,,CANCELLED,1,h,5.0,5.1,7.0,search stopped",
+        "3,0.05,tanh,0.90,DONE,1,h,7.5,7.6,12.0,",
+        "4,0.02,relu,0.85,DONE,2,h,9.0,9.1,14.0,",
+        "5,0.2,tanh,0.60,DONE,1,h,12.0,12.1,15.0,",
+        "6,0.005,relu,0.70,DONE,2,h,14.0,14.1,18.0,",
+    ]
+    run = write_csv(tmp_path / "digits", lines)
+    with open(os.path.join(run, "best.json"), "w") as f:
+        json.dump({"objective": 0.9, "config": {"lr": 0.05, "act": "tanh"}}, f)
+    files = write_report([run], str(tmp_path / "report"))  # direction from best.json
+    page = assert_offline_page(files)
+    assert "maximised" in page
+    with open(files["best"]) as f:
+        assert json.load(f) == {
+            "objective": 0.9,
+            "job_id": 3,
+            "config": {"lr": 0.05, "act": "tanh"},
+        }
+    (run_,) = load_runs([run])
+    assert utilisation(run_.df) == pytest.approx(
+        (4.9 + 0.9 + 7.9 + 1.9 + 4.4 + 4.9 + 2.9 + 3.9) / (2 * 17.9)
+    )
+    importance = parameter_importance(run_.df)
+    assert set(importance.index) == {"lr", "act"}
+    assert importance.sum() == pytest.approx(1.0)
+    counts = summary(run_)
+    assert [counts[s] for s in ("DONE", "FAILED", "TIMEOUT", "CANCELLED")] == [5, 1, 1, 1]
+    top = page.split("Top ")[1]
+    assert "0.9" in top and "diverged" not in top
+
+
+def test_several_seeds_form_one_group_and_multi_objective_gets_a_pareto_front(tmp_path):
+    problem, _ = make_problem("branin")
+    runs = []
+    for name, seed in [("rs-s0", 0), ("rs-s1", 1), ("other", 2)]:
+        runs.append(str(tmp_path / name))
+        simulate(RandomSearch(problem, seed=seed), 2, "fixed:1", runs[-1], 12, master_time="zero")
+    assert [r.group for r in load_runs(runs)] == ["rs", "rs", "other"]
+    files = write_report(runs, str(tmp_path / "report"), direction="minimize")
+    assert {"workers_0", "workers_1", "workers_2"} <= set(files)
+    assert_offline_page(files)
+
+    header = "job_id,p:lr,p:act,objective,status,worker,host,t_submit,t_start,t_end,objective_0,objective_1,error\n"
+    points = [(0.9, 10), (0.8, 5), (0.7, 8), (0.6, 2), (0.85, 9), (0.5, 1)]
+    lines = [
+        f"{i},{0.01 * (i + 1)},relu,{a},DONE,{i % 2},h,{i},{i},{i + 1},{a},{b},"
+        for i, (a, b) in enumerate(points)
+    ]
+    lines.append("6,0.3,tanh,,FAILED,0,h,6,6,7,,,boom")
+    multi = write_csv(tmp_path / "mo", lines, header)
+    files = write_report([multi], str(tmp_path / "mo-report"), direction="maximize")
+    assert "pareto" in files
+    assert_offline_page(files)
+
+
+def test_command_line(tmp_path, capsys):
+    problem, _ = make_problem("branin")
+    run = str(tmp_path / "run")
+    simulate(RandomSearch(problem, seed=0), 2, "fixed:1", run, 8, master_time="zero")
+    assert main([run]) == 0
+    assert os.path.isfile(os.path.join(run, "report", "report.html"))
+    assert console_main(["report", run, "--output", str(tmp_path / "r2"), "--top", "3"]) == 0
+    assert os.path.isfile(tmp_path / "r2" / "report.html")
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "no results file at" in capsys.readouterr().err
