@@ -44,7 +44,7 @@ test-mpi: venv
 
 demo: venv
 	rm -rf demo-out
-	$(BIN)/python -m hpsearch.rs --problem problems.digits --max-evals 12 --workers 2 --output demo-out --seed 0
+	$(BIN)/python -m hpsearch.rs --problem problems.digits --max-evals 20 --workers 2 --output demo-out --seed 0
 
 clean:
 	rm -rf demo-out out .pytest_cache .mypy_cache .ruff_cache
