@@ -10,12 +10,19 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from hpsearch.problem import Problem, ProblemLoadError, load_problem
 from hpsearch.search.base import Optimizer
+
+if TYPE_CHECKING:
+    from hpsearch.evaluators.base import Evaluator
+    from hpsearch.loop import SearchOutcome
+
+SearchRunner = Callable[["Evaluator"], "SearchOutcome"]
 
 EXIT_USAGE = 2
 
@@ -49,10 +56,23 @@ def _build_random(problem: Problem, args: argparse.Namespace) -> Optimizer:
     return RandomSearch(problem, seed=args.seed)
 
 
+def _ambs_arguments(parser: argparse.ArgumentParser) -> None:
+    from hpsearch.search.ambs import add_arguments
+
+    add_arguments(parser)
+
+
+def _build_ambs(problem: Problem, args: argparse.Namespace) -> Optimizer:
+    from hpsearch.search.ambs import build
+
+    return build(problem, args)
+
+
 def methods() -> dict[str, Method]:
     """The search methods available as ``python -m hpsearch.<name>``."""
     return {
         "rs": Method("rs", "random search", _no_arguments, _build_random),
+        "ambs": Method("ambs", "asynchronous model-based search", _ambs_arguments, _build_ambs),
     }
 
 
@@ -133,6 +153,20 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging detail (default WARNING)",
     )
+    parser.add_argument(
+        "--gpus-per-node",
+        type=_non_negative_int,
+        default=None,
+        help="under MPI, bind each worker to one of N GPUs by its node-local rank "
+        "(default: detected; 0: no binding)",
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=None,
+        help="threads each evaluation may use (OpenMP, BLAS, TensorFlow); "
+        "default: the node's cores shared among its workers",
+    )
     method.add_arguments(parser)
     return parser
 
@@ -146,21 +180,72 @@ def _check_output(path: str, resume: bool) -> None:
 
 
 def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Parse the command line, check it, run the search; return the exit status."""
+    """Parse the command line, check it, run the search; return the exit status.
+
+    Under an MPI launcher with more than one rank, rank 0 runs the search and the other
+    ranks serve as workers; otherwise evaluations run in a local process pool.
+    """
+    from hpsearch.placement import mpi_world_size
+
     method = methods()[method_name]
+    prog = prog or f"hpsearch.{method.name}"
     args = build_parser(method, prog).parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if mpi_world_size() > 1:
+        return _main_mpi(method, args, prog)
     try:
         return _run(method, args)
     except (UsageError, ProblemLoadError, ValueError) as err:
-        print(f"{prog or 'hpsearch.' + method.name}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _run(method: Method, args: argparse.Namespace) -> int:
-    from hpsearch.evaluators import ProcessEvaluator, SerialEvaluator
+def _problem_source(spec: str) -> str:
+    """The name worker processes import the problem by (an absolute path for a file)."""
+    return os.path.abspath(spec) if spec.endswith(".py") else spec
+
+
+def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
+    from hpsearch.evaluators import mpi
+
+    comm = mpi.world()
+    if comm.rank != mpi.MASTER:
+        mpi.serve(
+            comm,
+            _problem_source(args.problem),
+            args.eval_timeout,
+            isolation=not args.no_isolation,
+            gpus_per_node=args.gpus_per_node,
+            threads_per_worker=args.threads_per_worker,
+        )
+        return 0
+    try:
+        try:
+            _, search = _prepare(method, args)
+        except (UsageError, ProblemLoadError, ValueError) as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            mpi.synchronise_start(comm)
+            mpi.release_workers(comm)
+            return EXIT_USAGE
+        mpi.synchronise_start(comm)
+        with mpi.MPIEvaluator(comm) as evaluator:
+            outcome = search(evaluator)
+        report(outcome, args.output)
+        return 0
+    except BaseException:
+        # an unexpected error on the master must not leave the workers waiting forever
+        traceback.print_exc()
+        sys.stderr.flush()
+        comm.Abort(1)
+        raise
+
+
+def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchRunner]:
+    """Check the input and restore the search state; return the problem and a function
+    running the search on an evaluator. Raises UsageError, ProblemLoadError or ValueError
+    on bad input, before any evaluation starts."""
     from hpsearch.loop import Progress, Search
     from hpsearch.results import ResultsLog
 
@@ -171,33 +256,50 @@ def _run(method: Method, args: argparse.Namespace) -> int:
     configs, objectives = results_log.finished()
     optimizer.tell(configs, objectives)
     rerun = results_log.unfinished_jobs()
+
+    def search(evaluator: Evaluator) -> SearchOutcome:
+        progress = Progress(args.max_evals, evaluator.n_workers)
+        try:
+            return Search(
+                optimizer,
+                evaluator,
+                results_log,
+                args.max_evals,
+                args.timeout,
+                args.grace,
+                progress,
+                rerun,
+            ).run()
+        finally:
+            results_log.close()
+
+    return problem, search
+
+
+def _run(method: Method, args: argparse.Namespace) -> int:
+    from hpsearch.evaluators import ProcessEvaluator, SerialEvaluator
+    from hpsearch.placement import thread_environment
+
+    problem, search = _prepare(method, args)
+    evaluator: Evaluator
     if args.no_isolation:
         assert problem.run is not None
-        evaluator: ProcessEvaluator | SerialEvaluator = SerialEvaluator(
-            problem.run, args.eval_timeout
-        )
+        evaluator = SerialEvaluator(problem.run, args.eval_timeout)
     else:
-        assert problem.source is not None
-        evaluator = ProcessEvaluator(problem.source, args.workers, args.eval_timeout)
-    progress = Progress(args.max_evals, evaluator.n_workers)
-    with evaluator:
-        search = Search(
-            optimizer,
-            evaluator,
-            results_log,
-            args.max_evals,
-            args.timeout,
-            args.grace,
-            progress,
-            rerun,
+        threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
+        evaluator = ProcessEvaluator(
+            _problem_source(args.problem),
+            args.workers,
+            args.eval_timeout,
+            thread_environment(threads),
         )
-        outcome = search.run()
-    results_log.close()
+    with evaluator:
+        outcome = search(evaluator)
     report(outcome, args.output)
     return 0
 
 
-def report(outcome, output_dir: str) -> None:
+def report(outcome: SearchOutcome, output_dir: str) -> None:
     """Print the end-of-search summary and write ``best.json`` beside results.csv."""
     print(
         f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "

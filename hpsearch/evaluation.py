@@ -32,6 +32,9 @@ class Job:
     job_id: int
     config: Config
     t_submit: float = field(default_factory=time.time)
+    #: Seconds between the worker's report of its previous job and this job being sent to it
+    #: (NaN for a worker's first job): how long a free worker waited for the master.
+    handout_latency: float = math.nan
 
 
 @dataclass

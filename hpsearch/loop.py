@@ -110,7 +110,13 @@ class Search:
 
     ``max_evals`` counts finished rows in the log, including those of an earlier run being
     resumed. ``timeout`` is wall-clock seconds for this run; ``grace`` is how long running
-    evaluations may go on after a stop before they are cancelled.
+    evaluations may go on after a stop before they are cancelled. ``rerun`` holds jobs of an
+    earlier run that were running when it died: they go out first, with their job ids.
+
+    A worker that reports is handed its next configuration at once from a small buffer of
+    suggestions asked in advance (pending in the optimizer, so the liar covers them); the
+    optimizer learns the new result and refills the buffer afterwards, between messages.
+    The buffer holds about as many suggestions as workers report during one ask.
     """
 
     optimizer: Optimizer
@@ -128,6 +134,10 @@ class Search:
         self.n_finished = self.optimizer.n_told
         self.n_failed = 0
         self.busy_seconds = 0.0
+        self.ready: list[Config] = []  # suggestions asked, not yet handed out
+        self.ask_seconds = 0.0  # duration of the last ask, per suggestion
+        self.report_times: list[float] = []  # when results arrived, for the report rate
+        self.stopping = False  # set once a stopping rule fired: no new work goes out
 
     def _best(self) -> float | None:
         best = self.optimizer.best()
@@ -140,32 +150,62 @@ class Search:
             return "timeout"
         return flag.get("signal")
 
-    def _submit(self) -> None:
-        wanted = self.max_evals - self.n_finished - self.evaluator.n_busy
-        n = min(self.evaluator.n_free, wanted)
+    def _unplanned(self) -> int:
+        """Evaluations still to start: the budget less what runs, is buffered or is rerun."""
+        return (
+            self.max_evals
+            - self.n_finished
+            - self.evaluator.n_busy
+            - len(self.ready)
+            - len(self.rerun)
+        )
+
+    def _ask(self, n: int) -> None:
         if n <= 0:
             return
-        jobs = [self.rerun.pop(0) for _ in range(min(n, len(self.rerun)))]
-        for job in jobs:
-            job.t_submit = time.time()
-        configs = self.optimizer.ask(n - len(jobs)) if n > len(jobs) else []
-        for config in configs:
+        t0 = time.perf_counter()
+        self.ready += self.optimizer.ask(n)
+        self.ask_seconds = (time.perf_counter() - t0) / n
+
+    def _buffer_target(self) -> int:
+        """Suggestions to keep ready: twice the reports expected during one ask, plus one."""
+        recent = self.report_times[-50:]
+        span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
+        rate = (len(recent) - 1) / span if span > 0 else 0.0
+        return min(self.evaluator.n_workers, 1 + math.ceil(2 * rate * self.ask_seconds))
+
+    def _hand_out(self) -> None:
+        """Give every free worker a job: reruns first, then buffered suggestions."""
+        n_free = min(
+            self.evaluator.n_free, self.max_evals - self.n_finished - self.evaluator.n_busy
+        )
+        if n_free <= 0:
+            return
+        jobs = [self.rerun.pop(0) for _ in range(min(n_free, len(self.rerun)))]
+        self._ask(min(n_free - len(jobs) - len(self.ready), self._unplanned()))
+        take = n_free - len(jobs)
+        for config in self.ready[:take]:
             jobs.append(Job(self.next_job_id, config))
             self.next_job_id += 1
+        del self.ready[:take]
         self.log.journal(jobs)
         for job in jobs:
             self.evaluator.submit(job)
 
     def _record(self, results: list[Result]) -> None:
+        """Log results (durably), hand out the next jobs, then let the optimizer learn."""
         if not results:
             return
         self.log.write(results)
+        self.report_times.append(time.time())
         finished = [r for r in results if r.status in FINISHED]
         self.n_finished += len(finished)
         self.n_failed += sum(r.status != DONE for r in finished)
         self.busy_seconds += sum(
             r.outcome.t_end - r.outcome.t_start for r in results if math.isfinite(r.outcome.t_start)
         )
+        if not self.stopping:
+            self._hand_out()
         self.optimizer.tell([r.config for r in finished], [r.objective for r in finished])
         self.optimizer.forget([r.config for r in results if r.status not in FINISHED])
         for r in results:
@@ -179,13 +219,16 @@ class Search:
         busy_before = self.busy_seconds
         with stop_on_signals(flag):
             while (reason := self._stop_reason(t_start, flag)) is None:
-                self._submit()
+                self._hand_out()
+                self._ask(min(self._buffer_target() - len(self.ready), self._unplanned()))
                 remaining = (
                     math.inf if self.timeout is None else t_start + self.timeout - time.time()
                 )
                 self._record(self.evaluator.wait(timeout=max(0.0, min(MAX_WAIT, remaining))))
                 self._show()
             self._drain(reason, flag)
+            self.optimizer.forget(self.ready)
+            self.ready.clear()
         wall = time.time() - t_start
         if self.progress:
             self._show(force=True)
@@ -206,6 +249,7 @@ class Search:
 
     def _drain(self, reason: str, flag: dict[str, Any]) -> None:
         """Let running evaluations finish within the grace period, then cancel the rest."""
+        self.stopping = True
         if self.evaluator.n_busy and reason != "max-evals":
             log.warning(
                 "stopping (%s): %d evaluations running, waiting up to %g s for them",

@@ -34,7 +34,16 @@ SUBMITTED_FILE = "submitted.jsonl"
 PARAM_PREFIX = "p:"
 METRIC_PREFIX = "m:"
 OBJECTIVE_PREFIX = "objective_"
-RECORD_COLUMNS = ["objective", "status", "worker", "host", "t_submit", "t_start", "t_end"]
+RECORD_COLUMNS = [
+    "objective",
+    "status",
+    "worker",
+    "host",
+    "t_submit",
+    "t_start",
+    "t_end",
+    "handout_latency",
+]
 
 
 class ResultsError(ValueError):
@@ -128,6 +137,7 @@ class ResultsLog:
             "t_submit": job.t_submit - self.t0,
             "t_start": out.t_start - self.t0,
             "t_end": out.t_end - self.t0,
+            "handout_latency": job.handout_latency,
             **{METRIC_PREFIX + k: v for k, v in out.metrics.items()},
             "error": " ".join(out.error.split()),  # one line per row, whatever the message
         }

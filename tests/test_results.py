@@ -36,7 +36,7 @@ def test_rows_have_the_documented_columns_and_types(tmp_path):
     df = load_results(str(tmp_path))
     assert list(df.columns) == [
         "job_id", "p:lr", "p:units", "p:act", "p:batch", "objective", "status", "worker",
-        "host", "t_submit", "t_start", "t_end", "m:epochs", "error",
+        "host", "t_submit", "t_start", "t_end", "handout_latency", "m:epochs", "error",
     ]  # fmt: skip
     row = df.iloc[0]
     assert row["p:lr"] == 0.003 and row["p:units"] == 32 and row["p:act"] == "tanh"

@@ -15,21 +15,31 @@ class ProcessEvaluator(Evaluator):
     """Evaluate on ``n_workers`` local child processes (spawned, each imports the problem once).
 
     A run that crashes its process or exceeds ``eval_timeout`` seconds gives a FAILED or
-    TIMEOUT result; its slot gets a fresh process.
+    TIMEOUT result; its slot gets a fresh process. ``env`` is set in every child before the
+    problem is imported (thread counts, GPU binding).
     """
 
-    def __init__(self, source: str, n_workers: int, eval_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        n_workers: int,
+        eval_timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if n_workers < 1:
             raise ValueError(f"a process pool needs at least 1 worker, but got {n_workers}")
         self.n_workers = n_workers
-        self.runners = [IsolatedRunner(source, eval_timeout) for _ in range(n_workers)]
+        self.runners = [IsolatedRunner(source, eval_timeout, env) for _ in range(n_workers)]
+        self.reported_at = [math.nan] * n_workers
 
     def running(self) -> list[Job]:
         return [r.job for r in self.runners if r.job is not None]
 
     def submit(self, job: Job) -> None:
-        for runner in self.runners:
+        for slot, runner in enumerate(self.runners):
             if not runner.busy:
+                job.t_submit = time.time()
+                job.handout_latency = job.t_submit - self.reported_at[slot]
                 runner.submit(job)
                 return
         raise RuntimeError("no free worker: wait() for a result before submitting more jobs")
@@ -56,6 +66,7 @@ class ProcessEvaluator(Evaluator):
                 continue
             outcome = runner.collect()
             if outcome is not None:
+                self.reported_at[slot] = time.time()
                 results.append(Result(job, outcome, worker=slot, host=HOST))
         return results
 

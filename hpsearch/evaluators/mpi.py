@@ -1,0 +1,256 @@
+"""MPI backend: rank 0 hands jobs to the other ranks and collects their results as they come.
+
+This is the only module that imports mpi4py (importing ``mpi4py.MPI`` initialises MPI), and
+only a process started by an MPI launcher imports it. Messages are small pickled objects:
+
+- master -> worker: ``TAG_JOB`` (a :class:`~hpsearch.evaluation.Job`), ``TAG_CANCEL`` (kill the
+  running evaluation and report it), ``TAG_STOP`` (leave the serve loop);
+- worker -> master: ``TAG_RESULT`` (``(job_id, Outcome, host)``), exactly one per job.
+
+Nobody blocks inside MPI: MPICH's blocking calls spin, and tests run more ranks than cores.
+Ranks poll with ``Iprobe`` and sleep between polls, backing off to a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections import deque
+from multiprocessing.connection import wait as wait_for
+from typing import Any
+
+import mpi4py
+
+mpi4py.rc.recv_mprobe = False  # matched probes hang on some fabrics
+from mpi4py import MPI  # noqa: E402  (after the rc setting)
+
+from hpsearch.evaluation import CANCELLED, HOST, Job, Outcome, Result  # noqa: E402
+from hpsearch.evaluators.base import Evaluator  # noqa: E402
+from hpsearch.evaluators.isolation import IsolatedRunner  # noqa: E402
+from hpsearch.evaluators.serial import SerialEvaluator  # noqa: E402
+from hpsearch.placement import thread_environment, worker_environment  # noqa: E402
+
+TAG_JOB, TAG_RESULT, TAG_CANCEL, TAG_STOP = 11, 12, 13, 14
+MASTER = 0
+#: Polling back-off: first sleep and longest sleep between two polls, in seconds.
+MIN_POLL, MAX_POLL = 1e-4, 2e-3
+#: How often a worker that is evaluating looks for a cancel or stop message.
+CONTROL_POLL = 0.05
+#: How long the master waits for busy workers to report after it asked them to cancel.
+CANCEL_WAIT = 30.0
+
+
+def world() -> Any:
+    return MPI.COMM_WORLD
+
+
+class _Backoff:
+    """Sleeps that grow from MIN_POLL to MAX_POLL while nothing happens."""
+
+    def __init__(self) -> None:
+        self.delay = MIN_POLL
+
+    def reset(self) -> None:
+        self.delay = MIN_POLL
+
+    def sleep(self, limit: float = math.inf) -> None:
+        time.sleep(max(0.0, min(self.delay, limit)))
+        self.delay = min(2 * self.delay, MAX_POLL)
+
+
+def synchronise_start(comm: Any) -> tuple[int, int]:
+    """Wait (without spinning) until every rank is here; return this worker's node-local
+    index among the workers on its node and the number of workers on the node.
+
+    Collective: the master and every worker call it once, at start-up.
+    """
+    request = comm.Ibarrier()
+    backoff = _Backoff()
+    while not request.Test():
+        backoff.sleep()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    workers_here = sorted(r for r in node.allgather(comm.rank) if r != MASTER)
+    node.Free()
+    index = workers_here.index(comm.rank) if comm.rank in workers_here else -1
+    return index, max(1, len(workers_here))
+
+
+def release_workers(comm: Any) -> None:
+    """Tell every worker to leave its serve loop (used on shutdown and on bad input)."""
+    requests = [comm.isend(None, dest=r, tag=TAG_STOP) for r in range(1, comm.size)]
+    MPI.Request.Waitall(requests)
+
+
+class MPIEvaluator(Evaluator):
+    """Evaluate on every rank but 0, each worker getting a new job as soon as it reports.
+
+    Call from rank 0 after :func:`synchronise_start`; :meth:`shutdown` releases the workers.
+    """
+
+    def __init__(self, comm: Any) -> None:
+        if comm.size < 2:
+            raise ValueError("the MPI evaluator needs at least 2 ranks (a master and a worker)")
+        self.comm = comm
+        self.n_workers = comm.size - 1
+        self.jobs: dict[int, Job] = {}
+        self.idle: deque[int] = deque(range(1, comm.size))
+        self.reported_at: dict[int, float] = {}
+        self._stopped = False
+
+    def running(self) -> list[Job]:
+        return list(self.jobs.values())
+
+    def submit(self, job: Job) -> None:
+        if not self.idle:
+            raise RuntimeError("no free worker: wait() for a result before submitting more jobs")
+        rank = self.idle.popleft()
+        job.t_submit = time.time()
+        job.handout_latency = job.t_submit - self.reported_at.get(rank, math.nan)
+        self.jobs[rank] = job
+        self.comm.send(job, dest=rank, tag=TAG_JOB)
+
+    def _receive(self) -> list[Result]:
+        results = []
+        status = MPI.Status()
+        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_RESULT, status=status):
+            rank = status.Get_source()
+            job_id, outcome, host = self.comm.recv(source=rank, tag=TAG_RESULT)
+            self.reported_at[rank] = time.time()
+            job = self.jobs.pop(rank)
+            assert job.job_id == job_id, (job.job_id, job_id)
+            self.idle.append(rank)
+            results.append(Result(job, outcome, worker=rank, host=host))
+        return results
+
+    def wait(self, timeout: float | None = None) -> list[Result]:
+        end = math.inf if timeout is None else time.time() + timeout
+        backoff = _Backoff()
+        while True:
+            results = self._receive()
+            now = time.time()
+            if results or not self.jobs or now >= end:
+                return results
+            backoff.sleep(end - now)
+
+    def cancel_all(self) -> list[Result]:
+        """Ask busy workers to kill their evaluations; each reports once (a result that was
+        already on its way, or CANCELLED)."""
+        for rank in self.jobs:
+            self.comm.send(None, dest=rank, tag=TAG_CANCEL)
+        results: list[Result] = []
+        end = time.time() + CANCEL_WAIT
+        while self.jobs and time.time() < end:
+            results += self.wait(timeout=end - time.time())
+        now = time.time()
+        for rank, job in list(self.jobs.items()):  # a worker that never answered
+            outcome = Outcome(
+                CANCELLED, error="worker did not answer the cancel", t_start=now, t_end=now
+            )
+            results.append(Result(job, outcome, worker=rank, host=""))
+        self.jobs.clear()
+        return results
+
+    def shutdown(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            release_workers(self.comm)
+
+
+def _receive_control(comm: Any, backoff: _Backoff | None) -> tuple[int, Any]:
+    """Next message from the master; sleeps between polls when ``backoff`` is given,
+    returns ``(-1, None)`` at once when it is None and nothing is there."""
+    status = MPI.Status()
+    while not comm.Iprobe(source=MASTER, tag=MPI.ANY_TAG, status=status):
+        if backoff is None:
+            return -1, None
+        backoff.sleep()
+    tag = status.Get_tag()
+    return tag, comm.recv(source=MASTER, tag=tag)
+
+
+def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Outcome, bool]:
+    """Run ``job`` in the runner's child, watching for control messages.
+
+    Returns the outcome and whether the master asked this worker to stop.
+    """
+    runner.submit(job)
+    while True:
+        outcome = runner.collect()
+        if outcome is not None:
+            return outcome, False
+        tag, _ = _receive_control(comm, None)
+        if tag in (TAG_CANCEL, TAG_STOP):
+            runner.cancel()
+            now = time.time()
+            cancelled = Outcome(
+                CANCELLED, error="cancelled when the search stopped", t_start=now, t_end=now
+            )
+            return cancelled, tag == TAG_STOP
+        timeout = min(CONTROL_POLL, max(0.0, runner.deadline - time.time()))
+        wait_for(runner.waitables, timeout=timeout)
+
+
+def serve(
+    comm: Any,
+    source: str,
+    eval_timeout: float | None = None,
+    isolation: bool = True,
+    gpus_per_node: int | None = None,
+    threads_per_worker: int | None = None,
+) -> None:
+    """Worker rank: evaluate the jobs the master sends until it says stop.
+
+    Evaluations run in a child process (``isolation``) that imports problem ``source`` once;
+    a crash or timeout there is reported and a fresh child takes the next job. The rank
+    ignores SIGINT/SIGTERM: a launcher forwards them to every rank, and it is the master
+    that decides how the search ends.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    index, workers_here = synchronise_start(comm)
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers_here)
+    environ = {**worker_environment(index, gpus_per_node, None), **thread_environment(threads)}
+    os.environ.update(environ)  # before any framework is imported in this rank
+    runner = IsolatedRunner(source, eval_timeout, environ) if isolation else None
+    local: SerialEvaluator | None = None
+    backoff = _Backoff()
+    try:
+        while True:
+            tag, job = _receive_control(comm, backoff)
+            backoff.reset()
+            if tag == TAG_STOP:
+                return
+            if tag != TAG_JOB:
+                continue  # a cancel that crossed our last result: nothing is running
+            stop = False
+            if runner is not None:
+                outcome, stop = _evaluate_isolated(comm, runner, job)
+            else:
+                local = local or _in_process_evaluator(source, eval_timeout)
+                local.submit(job)
+                outcome = local.wait()[0].outcome
+            comm.send((job.job_id, outcome, HOST), dest=MASTER, tag=TAG_RESULT)
+            if stop:
+                return
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _in_process_evaluator(source: str, eval_timeout: float | None) -> SerialEvaluator:
+    """An evaluator running the problem in this rank (``--no-isolation``); if the problem
+    cannot load here, every job fails with the reason."""
+    from hpsearch.problem import load_problem
+
+    try:
+        run = load_problem(source).run
+    except Exception as err:
+        message = f"problem {source!r} failed to load in the worker: {err}"
+
+        def run(config: dict) -> Any:
+            raise RuntimeError(message)
+
+    assert run is not None
+    return SerialEvaluator(run, eval_timeout)

@@ -1,0 +1,161 @@
+"""End-to-end searches under a real ``mpirun``, as a user launches them in a batch job.
+
+Each launch has its own wall-clock guard: on expiry the whole process group is killed and
+the test fails instead of hanging.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hpsearch import load_results
+
+BIN = os.path.dirname(sys.executable)
+MPIRUN = os.path.join(BIN, "mpirun")
+GUARD = 120  # seconds any one mpirun may take
+pytestmark = pytest.mark.skipif(not os.path.exists(MPIRUN), reason="mpirun is not installed")
+
+
+def launch(n, *args, cwd, env=None, method="rs"):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_", "HYDRA"))}
+    environ.update(env or {})
+    return subprocess.Popen(
+        [MPIRUN, "-n", str(n), sys.executable, "-m", f"hpsearch.{method}", *map(str, args)],
+        cwd=cwd,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the guard can kill mpirun and every rank at once
+    )
+
+
+def finish(proc, timeout=GUARD):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"mpirun did not finish within {timeout} s")
+    return proc.returncode, out, err
+
+
+def rank_pids(rank, marker):
+    """PIDs of the processes of MPI rank ``rank`` whose command line contains ``marker``."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in cmdline and f"PMI_RANK={rank}".encode() in environ and "mpirun" not in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+def wait_for_rows(path, n, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path) and len(load_results(path)) >= n:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{path} did not reach {n} rows in {timeout} s")
+
+
+def journal_ids(out):
+    with open(os.path.join(out, "submitted.jsonl")) as f:
+        return [json.loads(line)["job_id"] for line in f]
+
+
+def test_failures_are_recorded_and_every_rank_lives_on(repo_root, tmp_path, faulty_problem):
+    out = tmp_path / "out"
+    proc = launch(
+        4, "--problem", faulty_problem, "--max-evals", 16, "--output", out, "--eval-timeout", 1,
+        "--seed", 1, cwd=repo_root, env={"HPSEARCH_FAULTY_MODES": "ok,raise,nan,abort,hang"},
+    )  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 0, err
+    df = load_results(str(out))
+    assert len(df) == 16 and df["job_id"].is_unique
+    expected = {
+        "ok": "DONE",
+        "raise": "FAILED",
+        "nan": "FAILED",
+        "abort": "FAILED",
+        "hang": "TIMEOUT",
+    }
+    assert all(expected[m] == s for m, s in zip(df["p:mode"], df["status"], strict=True))
+    assert "killed by signal SIGABRT" in " ".join(df.loc[df["p:mode"] == "abort", "error"])
+    assert set(df["worker"]) == {1, 2, 3}
+    assert set(df["host"]) == {os.uname().nodename}
+
+
+def test_sigterm_stops_cleanly_with_every_row_written(repo_root, tmp_path):
+    out = tmp_path / "out"
+    proc = launch(
+        5, "--problem", "problems.ackley", "--max-evals", 500, "--output", out, "--grace", 0.3,
+        cwd=repo_root, env={"HPSEARCH_ACKLEY_SLEEP": "0.2,0.8"},
+    )  # fmt: skip
+    wait_for_rows(out / "results.csv", 6)
+    proc.send_signal(signal.SIGTERM)  # what a batch system does at the walltime
+    code, stdout, err = finish(proc, timeout=60)
+    assert code == 0, err
+    assert "stopped by SIGTERM" in stdout
+    df = load_results(str(out))
+    assert sorted(df["job_id"]) == sorted(journal_ids(out))  # every handed-out job has its row
+    assert df["job_id"].is_unique and set(df["status"]) <= {"DONE", "CANCELLED"}
+    assert (df["status"] == "DONE").sum() >= 6
+
+
+def test_resume_after_the_master_was_killed(repo_root, tmp_path):
+    out = tmp_path / "out"
+    args = ["--problem", "problems.ackley", "--max-evals", 40, "--output", out, "--seed", 2]
+    env = {"HPSEARCH_ACKLEY_SLEEP": "0.1,0.4"}
+    proc = launch(5, *args, cwd=repo_root, env=env)
+    wait_for_rows(out / "results.csv", 8)
+    masters = rank_pids(0, "hpsearch.rs")
+    assert len(masters) == 1
+    os.kill(masters[0], signal.SIGKILL)
+    code, _, _ = finish(proc, timeout=60)  # the launcher takes the other ranks down
+    assert code != 0
+    before = load_results(str(out))
+    assert len(before) < 40
+
+    code, _, err = finish(launch(5, *args, "--resume", cwd=repo_root, env=env))
+    assert code == 0, err
+    df = load_results(str(out))
+    finished = df[df["status"] == "DONE"]
+    assert len(finished) == 40 and finished["job_id"].is_unique
+    assert sorted(finished["job_id"]) == sorted(set(journal_ids(out)))
+    # rows written before the kill are kept as they were
+    assert df.head(len(before)).equals(before)
+
+
+def test_timeout_ends_the_search_with_status_0(repo_root, tmp_path):
+    out = tmp_path / "out"
+    proc = launch(
+        4, "--problem", "problems.ackley", "--max-evals", 1000, "--output", out, "--timeout", 3,
+        "--grace", 0.2, cwd=repo_root, env={"HPSEARCH_ACKLEY_SLEEP": "0.3,0.6"}, method="ambs",
+    )  # fmt: skip
+    code, stdout, err = finish(proc, timeout=90)
+    assert code == 0, err
+    assert "stopped by timeout" in stdout
+    df = load_results(str(out))
+    assert 0 < len(df) < 1000 and set(df["status"]) <= {"DONE", "CANCELLED"}
+
+
+def test_bad_input_under_mpirun_exits_2_without_hanging(repo_root, tmp_path):
+    (tmp_path / "results.csv").write_text("job_id\n")
+    code, _, err = finish(
+        launch(4, "--problem", "problems.ackley", "--output", tmp_path, cwd=repo_root), timeout=60
+    )
+    assert code == 2
+    assert "exists: pass --resume" in err
