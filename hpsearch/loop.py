@@ -24,11 +24,14 @@ from hpsearch.evaluators.base import Evaluator
 from hpsearch.results import ResultsLog
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
+from hpsearch.suggestions import SuggestionBuffer
 
 log = logging.getLogger(__name__)
 
 #: Longest the loop blocks in one wait, so stop requests and the progress line stay timely.
 MAX_WAIT = 0.5
+#: How often the loop looks for results while free workers wait for a suggestion.
+IDLE_POLL = 0.002
 
 
 @dataclass
@@ -134,14 +137,10 @@ class Search:
         self.n_finished = self.optimizer.n_told
         self.n_failed = 0
         self.busy_seconds = 0.0
-        self.ready: list[Config] = []  # suggestions asked, not yet handed out
-        self.ask_seconds = 0.0  # duration of the last ask, per suggestion
         self.report_times: list[float] = []  # when results arrived, for the report rate
         self.stopping = False  # set once a stopping rule fired: no new work goes out
-
-    def _best(self) -> float | None:
-        best = self.optimizer.best()
-        return None if best is None else best[1]
+        self.best_objective: float | None = None  # primary objective, problem's direction
+        self.suggestions: SuggestionBuffer | None = None  # exists while run() runs
 
     def _stop_reason(self, t_start: float, flag: dict[str, Any]) -> str | None:
         if self.n_finished >= self.max_evals:
@@ -151,46 +150,41 @@ class Search:
         return flag.get("signal")
 
     def _unplanned(self) -> int:
-        """Evaluations still to start: the budget less what runs, is buffered or is rerun."""
-        return (
-            self.max_evals
-            - self.n_finished
-            - self.evaluator.n_busy
-            - len(self.ready)
-            - len(self.rerun)
-        )
-
-    def _ask(self, n: int) -> None:
-        if n <= 0:
-            return
-        t0 = time.perf_counter()
-        self.ready += self.optimizer.ask(n)
-        self.ask_seconds = (time.perf_counter() - t0) / n
+        """Evaluations still to hand out: the budget less what runs or is to be rerun."""
+        return self.max_evals - self.n_finished - self.evaluator.n_busy - len(self.rerun)
 
     def _buffer_target(self) -> int:
-        """Suggestions to keep ready: twice the reports expected during one ask, plus one."""
+        """Suggestions to keep ready: one per free worker, plus twice the reports expected
+        during one ask (so a worker that reports finds one), within the budget."""
         recent = self.report_times[-50:]
         span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
-        return min(self.evaluator.n_workers, 1 + math.ceil(2 * rate * self.ask_seconds))
+        assert self.suggestions is not None
+        ahead = 1 + math.ceil(2 * rate * self.suggestions.ask_seconds)
+        wanted = self.evaluator.n_free + min(self.evaluator.n_workers, ahead)
+        return max(0, min(wanted, self._unplanned()))
 
     def _hand_out(self) -> None:
-        """Give every free worker a job: reruns first, then buffered suggestions."""
-        n_free = min(
-            self.evaluator.n_free, self.max_evals - self.n_finished - self.evaluator.n_busy
-        )
-        if n_free <= 0:
+        """Give every free worker a job: reruns first, then ready suggestions."""
+        assert self.suggestions is not None
+        n_free = min(self.evaluator.n_free, self._unplanned() + len(self.rerun))
+        if n_free <= 0 or self.stopping:
             return
         jobs = [self.rerun.pop(0) for _ in range(min(n_free, len(self.rerun)))]
-        self._ask(min(n_free - len(jobs) - len(self.ready), self._unplanned()))
-        take = n_free - len(jobs)
-        for config in self.ready[:take]:
+        for config in self.suggestions.take(n_free - len(jobs)):
             jobs.append(Job(self.next_job_id, config))
             self.next_job_id += 1
-        del self.ready[:take]
         self.log.journal(jobs)
         for job in jobs:
             self.evaluator.submit(job)
+
+    def _update_best(self, results: list[Result]) -> None:
+        for r in results:
+            value = r.objective[0] if isinstance(r.objective, list) else r.objective
+            if r.status != DONE or value is None:
+                continue
+            if self.best_objective is None or self.problem.sign * (value - self.best_objective) < 0:
+                self.best_objective = value
 
     def _record(self, results: list[Result]) -> None:
         """Log results (durably), hand out the next jobs, then let the optimizer learn."""
@@ -204,10 +198,11 @@ class Search:
         self.busy_seconds += sum(
             r.outcome.t_end - r.outcome.t_start for r in results if math.isfinite(r.outcome.t_start)
         )
-        if not self.stopping:
-            self._hand_out()
-        self.optimizer.tell([r.config for r in finished], [r.objective for r in finished])
-        self.optimizer.forget([r.config for r in results if r.status not in FINISHED])
+        self._update_best(finished)
+        self._hand_out()
+        assert self.suggestions is not None
+        self.suggestions.tell([r.config for r in finished], [r.objective for r in finished])
+        self.suggestions.forget([r.config for r in results if r.status not in FINISHED])
         for r in results:
             if r.status != DONE:
                 log.info("job %d %s: %s", r.job.job_id, r.status, r.outcome.error)
@@ -217,18 +212,26 @@ class Search:
         flag: dict[str, Any] = {}
         t_start = time.time()
         busy_before = self.busy_seconds
-        with stop_on_signals(flag):
-            while (reason := self._stop_reason(t_start, flag)) is None:
-                self._hand_out()
-                self._ask(min(self._buffer_target() - len(self.ready), self._unplanned()))
-                remaining = (
-                    math.inf if self.timeout is None else t_start + self.timeout - time.time()
-                )
-                self._record(self.evaluator.wait(timeout=max(0.0, min(MAX_WAIT, remaining))))
-                self._show()
-            self._drain(reason, flag)
-            self.optimizer.forget(self.ready)
-            self.ready.clear()
+        self.suggestions = SuggestionBuffer(self.optimizer)
+        try:
+            with stop_on_signals(flag):
+                while (reason := self._stop_reason(t_start, flag)) is None:
+                    self.suggestions.keep_ready(self._buffer_target())
+                    self._hand_out()
+                    remaining = (
+                        math.inf if self.timeout is None else t_start + self.timeout - time.time()
+                    )
+                    wait = max(0.0, min(MAX_WAIT, remaining))
+                    if self.evaluator.n_free and self._unplanned() > 0:
+                        # free workers wait for suggestions: wake as soon as one is ready
+                        self.suggestions.wait_ready(timeout=min(wait, IDLE_POLL))
+                        wait = 0.0
+                    self._record(self.evaluator.wait(timeout=wait))
+                    self._show()
+                self._drain(reason, flag)
+        finally:
+            self.suggestions.close()
+            self.suggestions = None
         wall = time.time() - t_start
         if self.progress:
             self._show(force=True)
@@ -269,4 +272,4 @@ class Search:
 
     def _show(self, force: bool = False) -> None:
         if self.progress:
-            self.progress.update(self.n_finished, self._best(), self.evaluator.n_busy, force)
+            self.progress.update(self.n_finished, self.best_objective, self.evaluator.n_busy, force)

@@ -1,0 +1,132 @@
+"""Suggestions kept ready beside the message loop, so no worker waits for a surrogate refit.
+
+:class:`SuggestionBuffer` owns the optimizer in a thread of its own: the search loop hands
+out ready configurations at once and passes results in; the thread tells the optimizer and
+asks for more while workers are busy. Surrogate fits (scikit-learn) and numpy release the
+GIL for most of their work, so the message loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from hpsearch.search.base import Optimizer
+from hpsearch.space import Config
+
+
+class OptimizerError(RuntimeError):
+    """The optimizer raised in its thread; the original exception is the cause."""
+
+
+class SuggestionBuffer:
+    """Ask ``optimizer`` ahead of time, in a background thread, and learn from results there.
+
+    The loop calls :meth:`keep_ready` (how many suggestions to hold), :meth:`take`,
+    :meth:`tell` and :meth:`forget`; nothing else may touch the optimizer until
+    :meth:`close` returns (which also applies every result still queued).
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        self.ask_seconds = 0.0  # duration of the last ask, per suggestion
+        self._cond = threading.Condition()
+        self._ready: deque[Config] = deque()
+        self._inbox: list[tuple[str, list[Any], list[Any]]] = []
+        self._want = 0
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="hpsearch-optimizer", daemon=True)
+        self._thread.start()
+
+    # ---- called by the search loop ---------------------------------------------------------
+    @property
+    def n_ready(self) -> int:
+        return len(self._ready)
+
+    def keep_ready(self, n: int) -> None:
+        """Hold ``n`` suggestions ready (asked, pending in the optimizer)."""
+        with self._cond:
+            self._raise_if_failed()
+            if n != self._want:
+                self._want = n
+                self._cond.notify_all()
+
+    def take(self, n: int) -> list[Config]:
+        """Up to ``n`` ready suggestions, at once (never waits)."""
+        with self._cond:
+            self._raise_if_failed()
+            return [self._ready.popleft() for _ in range(min(n, len(self._ready)))]
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until a suggestion is ready (or ``timeout`` seconds pass)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._ready or self._error or self._closed, timeout)
+            self._raise_if_failed()
+
+    def tell(self, configs: Sequence[Config], objectives: Sequence[Any]) -> None:
+        self._post("tell", list(configs), list(objectives))
+
+    def forget(self, configs: Sequence[Config]) -> None:
+        self._post("forget", list(configs), [])
+
+    def close(self) -> None:
+        """Stop the thread, drop unused suggestions, and apply every queued result."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+        self._raise_if_failed()
+        self.optimizer.forget(list(self._ready))
+        self._ready.clear()
+        self._apply(self._inbox)
+        self._inbox = []
+
+    # ---- the optimizer's thread ------------------------------------------------------------
+    def _post(self, kind: str, configs: list[Any], objectives: list[Any]) -> None:
+        if not configs:
+            return
+        with self._cond:
+            self._raise_if_failed()
+            self._inbox.append((kind, configs, objectives))
+            self._cond.notify_all()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise OptimizerError(f"the optimizer failed: {self._error!r}") from self._error
+
+    def _apply(self, inbox: list[tuple[str, list[Any], list[Any]]]) -> None:
+        for kind, configs, objectives in inbox:
+            if kind == "tell":
+                self.optimizer.tell(configs, objectives)
+            else:
+                self.optimizer.forget(configs)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._closed or self._inbox or len(self._ready) < self._want
+                )
+                if self._closed:
+                    return
+                inbox, self._inbox = self._inbox, []
+            try:
+                self._apply(inbox)
+                with self._cond:
+                    missing = self._want - len(self._ready)
+                if missing > 0:
+                    t0 = time.perf_counter()
+                    configs = self.optimizer.ask(missing)
+                    with self._cond:
+                        self.ask_seconds = (time.perf_counter() - t0) / missing
+                        self._ready.extend(configs)
+                        self._cond.notify_all()
+            except BaseException as err:  # reported to the loop, which stops the search
+                with self._cond:
+                    self._error = err
+                    self._cond.notify_all()
+                return
