@@ -12,5 +12,5 @@ def repo_root() -> str:
 
 @pytest.fixture
 def faulty_problem() -> str:
-    """Path of tests/problems/faulty.py: a run function that misbehaves on demand."""
-    return os.path.join(ROOT, "tests", "problems", "faulty.py")
+    """Path of tests/problem_files/faulty.py: a run function that misbehaves on demand."""
+    return os.path.join(ROOT, "tests", "problem_files", "faulty.py")

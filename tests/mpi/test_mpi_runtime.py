@@ -14,7 +14,7 @@ from hpsearch.report import utilisation
 from hpsearch.results import ResultsLog
 from hpsearch.search import RandomSearch
 
-SLEEPY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "problems", "sleepy.py")
+SLEEPY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "problem_files", "sleepy.py")
 
 
 def run_search(tmp_dir, max_evals, source=SLEEPY, seed=0):
