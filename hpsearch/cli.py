@@ -301,11 +301,21 @@ def _run(method: Method, args: argparse.Namespace) -> int:
 
 def report(outcome: SearchOutcome, output_dir: str) -> None:
     """Print the end-of-search summary and write ``best.json`` beside results.csv."""
+    import numpy as np
+
+    from hpsearch.results import load_results
+
     print(
         f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "
         f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; "
         f"worker utilisation {outcome.utilisation:.2f}"
     )
+    latency = load_results(output_dir)["handout_latency"].dropna().to_numpy()
+    if len(latency):
+        print(
+            f"hand-out latency (report to next job): median {1e3 * np.median(latency):.2f} ms, "
+            f"99th percentile {1e3 * np.percentile(latency, 99):.2f} ms"
+        )
     if outcome.best_config is None:
         print("no evaluation succeeded")
     else:
