@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TIMEOUT := timeout --signal=KILL
 # MPI tests: each mpirun has its own wall-clock guard so a deadlock fails instead of hanging.
-MPI_TEST_TIMEOUT ?= 600
+MPI_TEST_TIMEOUT ?= 90
 PY_PATHS := $(wildcard hpsearch problems scripts tests)
 
 .PHONY: venv lint format test test-serial test-mpi demo bench clean
