@@ -42,9 +42,11 @@ test-mpi: venv
 	  done; \
 	fi
 
+# The main job, small: a master and three workers searching the digits MLP with AMBS.
 demo: venv
 	rm -rf demo-out
-	$(BIN)/python -m hpsearch.rs --problem problems.digits --max-evals 20 --workers 2 --output demo-out --seed 0
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(TIMEOUT) 600 $(BIN)/mpirun -n 4 \
+	  $(BIN)/python -m hpsearch.ambs --problem problems.digits --max-evals 20 --output demo-out --seed 0
 
 clean:
 	rm -rf demo-out out .pytest_cache .mypy_cache .ruff_cache
