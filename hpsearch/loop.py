@@ -155,12 +155,13 @@ class Search:
 
     def _buffer_target(self) -> int:
         """Suggestions to keep ready: one per free worker, plus twice the reports expected
-        during one ask (so a worker that reports finds one), within the budget."""
+        during one round of learning and asking (so a worker that reports finds one), within
+        the budget."""
         recent = self.report_times[-50:]
         span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
         assert self.suggestions is not None
-        ahead = 1 + math.ceil(2 * rate * self.suggestions.ask_seconds)
+        ahead = 1 + math.ceil(2 * rate * self.suggestions.round_seconds)
         wanted = self.evaluator.n_free + min(self.evaluator.n_workers, ahead)
         return max(0, min(wanted, self._unplanned()))
 

@@ -32,7 +32,8 @@ class SuggestionBuffer:
 
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
-        self.ask_seconds = 0.0  # duration of the last ask, per suggestion
+        #: seconds of the last round of learning and asking: reports keep coming meanwhile
+        self.round_seconds = 0.0
         self._cond = threading.Condition()
         self._ready: deque[Config] = deque()
         self._inbox: list[tuple[str, list[Any], list[Any]]] = []
@@ -115,14 +116,14 @@ class SuggestionBuffer:
                     return
                 inbox, self._inbox = self._inbox, []
             try:
+                t0 = time.perf_counter()
                 self._apply(inbox)
                 with self._cond:
                     missing = self._want - len(self._ready)
                 if missing > 0:
-                    t0 = time.perf_counter()
                     configs = self.optimizer.ask(missing)
                     with self._cond:
-                        self.ask_seconds = (time.perf_counter() - t0) / missing
+                        self.round_seconds = time.perf_counter() - t0
                         self._ready.extend(configs)
                         self._cond.notify_all()
             except BaseException as err:  # reported to the loop, which stops the search
