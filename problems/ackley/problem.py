@@ -10,20 +10,9 @@ from collections.abc import Callable
 import numpy as np
 
 from hpsearch import Problem
+from hpsearch.testfunctions import ackley
 
 LOW, HIGH = -32.768, 32.768
-
-
-def ackley(x: np.ndarray) -> float:
-    """Ackley function; global minimum 0 at the origin."""
-    x = np.asarray(x, dtype=float)
-    d = len(x)
-    return float(
-        -20.0 * np.exp(-0.2 * np.sqrt(np.sum(x**2) / d))
-        - np.exp(np.sum(np.cos(2 * np.pi * x)) / d)
-        + 20.0
-        + np.e
-    )
 
 
 def build_problem(dim: int | None = None) -> Problem:
