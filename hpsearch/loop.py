@@ -212,7 +212,6 @@ class Search:
         """Run to a stopping rule; always leaves every started evaluation in the log."""
         flag: dict[str, Any] = {}
         t_start = time.time()
-        busy_before = self.busy_seconds
         self.suggestions = SuggestionBuffer(self.optimizer)
         try:
             with stop_on_signals(flag):
@@ -246,7 +245,7 @@ class Search:
             results_path=self.log.path,
             wall_time=wall,
             stopped_by=reason,
-            utilisation=(self.busy_seconds - busy_before) / (self.evaluator.n_workers * wall)
+            utilisation=self.busy_seconds / (self.evaluator.n_workers * wall)
             if wall > 0
             else math.nan,
         )
