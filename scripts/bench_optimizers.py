@@ -245,6 +245,56 @@ def _cell(values: list[float]) -> str:
     return f"{med:.4g} [{q1:.4g}, {q3:.4g}]"
 
 
+PUBLIC = ("skopt", "optuna-tpe", "deephyper-rf")
+
+
+def _verdicts(
+    table: dict[tuple[str, int, str], list[list[float]]],
+    functions: list[str],
+    modes: list[int],
+    optimizers: list[str],
+    evals: int,
+) -> list[str]:
+    """AMBS-RF's median best after the last evaluation against random search and against the
+    best public optimiser of the run (by median), per function and mode."""
+    if "ambs-RF" not in optimizers:
+        return []
+
+    def median(o: str, f: str, q: int) -> float | None:
+        traces = table.get((f, q, o))
+        return float(np.median([t[-1] for t in traces])) if traces else None
+
+    lines = [
+        "",
+        f"### AMBS-RF against random search and the best public optimiser (median after {evals})",
+        "",
+        "| function | q | AMBS-RF | random | best public | beats random | >= best public |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for q in modes:
+        ties = 0
+        for f in functions:
+            ours, rand = median("ambs-RF", f, q), median("random", f, q)
+            if ours is None:
+                continue
+            public = [(m, o) for o in PUBLIC if (m := median(o, f, q)) is not None]
+            best = min(public) if public else None
+            lines.append(
+                f"| {f} | {q} | {ours:.4g} | "
+                + (f"{rand:.4g}" if rand is not None else "-")
+                + " | "
+                + (f"{best[0]:.4g} ({best[1]})" if best else "-")
+                + " | "
+                + ("-" if rand is None else "yes" if ours < rand else "**no**")
+                + " | "
+                + ("-" if best is None else "yes" if ours <= best[0] else "no")
+                + " |"
+            )
+            ties += best is not None and ours <= best[0]
+        lines.append(f"| **q={q}** | | | | | | **{ties} of {len(functions)}** |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--functions", default=",".join(FUNCTIONS))
@@ -277,7 +327,7 @@ def main() -> None:
         for o in optimizers
         for s in range(seeds[o])
     ]
-    jobs.sort(key=lambda j: j[0] in ("skopt", "ambs-GP", "ambs-GBRT"), reverse=True)
+    jobs.sort(key=lambda j: j[0] in ("skopt", "deephyper-rf", "ambs-GP", "ambs-GBRT"), reverse=True)
     start = time.time()
     with Pool(args.processes) as pool:
         results = pool.map(run_one, jobs, chunksize=1)
@@ -309,6 +359,8 @@ def main() -> None:
                     if c <= args.evals
                 ]
                 lines.append(f"| {f} | {q} | {o} | {len(traces)} | " + " | ".join(cells) + " |")
+
+    lines += _verdicts(table, functions, modes, optimizers, args.evals)
 
     over: dict[str, dict[int, float]] = {}
     points = [int(n) for n in args.overhead_points.split(",") if n]

@@ -64,10 +64,11 @@ def search_candidates(
     """Build the candidate set an acquisition is minimised over.
 
     Starts from uniform points and local perturbations of ``best`` (unit points of the best
-    finished configurations), then runs ``n_rounds`` rounds of finer perturbations around
+    finished configurations, best first), then runs ``n_rounds`` rounds of finer perturbations around
     the ``n_top`` best-scoring candidates. ``new_feasible`` snaps points to canonical ones and
     drops infeasible or already-seen points and duplicates; ``score`` maps unit points to
-    acquisition values. Returns the distinct canonical candidates (possibly fewer than asked).
+    acquisition values. Returns the distinct canonical candidates (possibly fewer than asked),
+    nearest to ``best[0]`` first.
     """
     d = best.shape[1]
     raw = [rng.random((n_random, d))]
@@ -80,4 +81,10 @@ def search_candidates(
         top = candidates[np.argsort(score(candidates))[:n_top]]
         local = new_feasible(perturb(top, n_local // 4, rng, (scale,)))
         candidates = np.unique(np.vstack([candidates, local]), axis=0)
-    return candidates
+    if not len(best):
+        return candidates[rng.permutation(len(candidates))]
+    # Ties in the acquisition are common with tree surrogates (constant over a leaf); a
+    # minimiser takes the first, so order by distance to the best finished point: among
+    # points the model cannot tell apart, the one nearest the best is the better bet.
+    distance = np.linalg.norm(candidates - best[0], axis=1)
+    return candidates[np.argsort(distance, kind="stable")]

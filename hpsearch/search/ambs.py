@@ -40,6 +40,18 @@ def _check_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def log_gap(y: np.ndarray) -> np.ndarray:
+    """The values the surrogate learns: ``log(y - min(y) + eps)``, a monotone transform.
+
+    Objectives often span orders of magnitude (a diverging loss next to good ones); on the raw
+    scale the bad values dominate the model and flatten the region that matters. On this
+    scale the model resolves the differences among the best values, which is where the next
+    points should go. ``eps`` is a millionth of the range of ``y``.
+    """
+    gap = y - y.min()
+    return np.log(gap + 1e-6 * gap.max() + np.finfo(float).tiny)
+
+
 class AMBS(Optimizer):
     """Bayesian optimisation with a surrogate model, for many asynchronous workers.
 
@@ -127,7 +139,7 @@ class AMBS(Optimizer):
         finite = np.isfinite(y)
         # Failed evaluations look like the worst success: steers away without wild values.
         y[~finite] = y[finite].max()
-        return np.vstack(self._features), y
+        return np.vstack(self._features), log_gap(y)
 
     def _fit(self) -> np.ndarray:
         X, y = self._training_data()
