@@ -272,7 +272,7 @@ def _verdicts(
         "|---|---|---|---|---|---|---|",
     ]
     for q in modes:
-        ties = 0
+        matched = 0
         for f in functions:
             ours, rand = median("ambs-RF", f, q), median("random", f, q)
             if ours is None:
@@ -290,8 +290,8 @@ def _verdicts(
                 + ("-" if best is None else "yes" if ours <= best[0] else "no")
                 + " |"
             )
-            ties += best is not None and ours <= best[0]
-        lines.append(f"| **q={q}** | | | | | | **{ties} of {len(functions)}** |")
+            matched += best is not None and ours <= best[0]
+        lines.append(f"| **q={q}** | | | | | | **{matched} of {len(functions)}** |")
     return lines
 
 
