@@ -7,6 +7,10 @@ The table gives the median [first quartile, third quartile] of the best value af
 and 200 evaluations. Overhead: the time of one ask(8)+tell(8) on ackley10 after N finished
 evaluations, for every optimizer in the same run (absolute times drift, ratios hold).
 
+Every finished search is appended to a ``.jsonl`` file beside ``--out`` and the markdown is
+rewritten as results come in, so a long grid can be stopped and resumed: a rerun with the same
+``--out`` reuses the searches already recorded there and runs only the missing ones.
+
     python scripts/bench_optimizers.py --out bench.md
     python scripts/bench_optimizers.py --functions branin --optimizers ambs-RF,random --seeds 3
 """
@@ -21,6 +25,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 import warnings
@@ -295,6 +300,79 @@ def _verdicts(
     return lines
 
 
+def _record(result: tuple, commit: str) -> dict:
+    optimizer, function, q, seed, trace, seconds = result
+    return {
+        "optimizer": optimizer,
+        "function": function,
+        "q": q,
+        "seed": seed,
+        "evals": len(trace),
+        "trace": trace,
+        "seconds": seconds,
+        "date": datetime.date.today().isoformat(),
+        "commit": commit,
+    }
+
+
+def _load_records(path: str) -> dict[tuple, dict]:
+    """Finished searches from an earlier (possibly interrupted) run, by job."""
+    records: dict[tuple, dict] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    records[(r["optimizer"], r["function"], r["q"], r["seed"], r["evals"])] = r
+    return records
+
+
+def _commit() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "-C", here, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _quality_lines(
+    records: list[dict], functions: list[str], modes: list[int], optimizers: list[str], evals: int
+) -> list[str]:
+    checkpoints = [c for c in CHECKPOINTS if c < evals] + [evals]
+    table: dict[tuple[str, int, str], list[list[float]]] = {}
+    for r in records:
+        table.setdefault((r["function"], r["q"], r["optimizer"]), []).append(r["trace"])
+    dates = sorted({r["date"] for r in records})
+    commits = sorted({r["commit"] for r in records})
+    lines = [
+        f"{len(records)} searches, run {' to '.join(dict.fromkeys([dates[0], dates[-1]]))} "
+        f"at commit {', '.join(commits)}; {sum(r['seconds'] for r in records):.0f} "
+        "process-seconds of search.",
+        "",
+        "### Best value found (median [q1, q3] over seeds; lower is better)",
+        "",
+        "| function | q | optimizer | seeds | "
+        + " | ".join(f"after {c}" for c in checkpoints)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(checkpoints),
+    ]
+    for f in functions:
+        for q in modes:
+            for o in optimizers:
+                traces = table.get((f, q, o), [])
+                if not traces:
+                    continue
+                cells = [_cell([t[min(c, len(t)) - 1] for t in traces]) for c in checkpoints]
+                lines.append(f"| {f} | {q} | {o} | {len(traces)} | " + " | ".join(cells) + " |")
+    return lines + _verdicts(table, functions, modes, optimizers, evals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--functions", default=",".join(FUNCTIONS))
@@ -310,7 +388,12 @@ def main() -> None:
     parser.add_argument("--overhead-points", default="100,1000,5000")
     parser.add_argument("--overhead-optimizers", default="ambs-RF,skopt,optuna-tpe,deephyper-rf")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--out", default="bench_optimizers.md", help="markdown output (and .json)")
+    parser.add_argument(
+        "--out",
+        default="bench_optimizers.md",
+        help="markdown output; every finished search is appended to the .jsonl beside it, "
+        "and a rerun reuses the searches found there (delete it to start afresh)",
+    )
     args = parser.parse_args()
 
     optimizers = available(args.optimizers.split(",") if args.optimizers else [])
@@ -327,51 +410,53 @@ def main() -> None:
         for o in optimizers
         for s in range(seeds[o])
     ]
-    jobs.sort(key=lambda j: j[0] in ("skopt", "deephyper-rf", "ambs-GP", "ambs-GBRT"), reverse=True)
+    jsonl = os.path.splitext(args.out)[0] + ".jsonl"
+    earlier = _load_records(jsonl)
+    done = [earlier[j] for j in jobs if j in earlier]
+    todo = [j for j in jobs if j not in earlier]
+    todo.sort(key=lambda j: j[0] in ("skopt", "deephyper-rf", "ambs-GP", "ambs-GBRT"), reverse=True)
+    print(f"{len(done)} searches reused from {jsonl}, {len(todo)} to run", flush=True)
+    header = (
+        f"Run on {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {args.processes} processes."
+    )
+
+    def write(lines: list[str]) -> None:
+        with open(args.out, "w") as f:
+            f.write("\n".join([header, "", *lines]) + "\n")
+
+    commit = _commit()
     start = time.time()
-    with Pool(args.processes) as pool:
-        results = pool.map(run_one, jobs, chunksize=1)
-    quality_time = time.time() - start
-    load_after_quality = os.getloadavg()
-
-    lines = [
-        f"Run {datetime.date.today().isoformat()} on {platform.machine()}, Python "
-        f"{platform.python_version()}, {args.processes} processes; {len(jobs)} searches took "
-        f"{quality_time:.0f} s; load average after them {load_after_quality[0]:.2f}.",
-        "",
-        "### Best value found (median [q1, q3] over seeds; lower is better)",
-        "",
-        "| function | q | optimizer | seeds | after 50 | after 100 | after 200 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    table: dict[tuple[str, int, str], list[list[float]]] = {}
-    for o, f, q, _s, trace, _t in results:
-        table.setdefault((f, q, o), []).append(trace)
-    for f in functions:
-        for q in modes:
-            for o in optimizers:
-                traces = table.get((f, q, o), [])
-                if not traces:
-                    continue
-                cells = [
-                    _cell([t[min(c, len(t)) - 1] for t in traces])
-                    for c in CHECKPOINTS
-                    if c <= args.evals
-                ]
-                lines.append(f"| {f} | {q} | {o} | {len(traces)} | " + " | ".join(cells) + " |")
-
-    lines += _verdicts(table, functions, modes, optimizers, args.evals)
+    with Pool(args.processes) as pool, open(jsonl, "a") as log:
+        for i, result in enumerate(pool.imap_unordered(run_one, todo), 1):
+            done.append(_record(result, commit))
+            log.write(json.dumps(done[-1]) + "\n")
+            log.flush()
+            print(
+                f"{i}/{len(todo)} {result[0]} {result[1]} q={result[2]} seed={result[3]}: "
+                f"{result[4][-1]:.4g} in {result[5]:.0f} s",
+                flush=True,
+            )
+            write(_quality_lines(done, functions, modes, optimizers, args.evals))
+    lines = _quality_lines(done, functions, modes, optimizers, args.evals) if done else []
+    if todo:
+        load = os.getloadavg()[0]
+        lines.insert(
+            1,
+            f"This run: {len(todo)} searches in {time.time() - start:.0f} s; "
+            f"load average after them {load:.2f}.",
+        )
 
     over: dict[str, dict[int, float]] = {}
     points = [int(n) for n in args.overhead_points.split(",") if n]
-    for o in available([x for x in args.overhead_optimizers.split(",") if x]):
+    for o in available([x for x in args.overhead_optimizers.split(",") if x] if points else []):
         over[o] = {n: overhead(o, n) for n in points}
     if over:
         load = os.getloadavg()
         lines += [
             "",
             f"### Seconds per ask(8)+tell(8) on ackley10 after N finished points "
-            f"(median of 3; load average {load[0]:.2f})",
+            f"(median of 3; {datetime.date.today().isoformat()}, load average {load[0]:.2f})",
             "",
             "| optimizer | " + " | ".join(f"N={n}" for n in points) + " |",
             "|---|" + "---|" * len(points),
@@ -385,12 +470,8 @@ def main() -> None:
                         f"N={n}: {over[other][n] / over['ambs-RF'][n]:.1f}x" for n in points
                     )
                     lines.append(f"\n{other} / ambs-RF: {ratios}")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as f:
-        f.write(text)
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump({"quality": results, "overhead": over}, f)
+    write(lines)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
