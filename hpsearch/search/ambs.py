@@ -193,7 +193,7 @@ class AMBS(Optimizer):
             chosen.append(i)
             open_[i] = False
             if lie is not None:
-                posterior.add(self.space.features(candidates[i : i + 1]), np.array([lie]))
+                posterior.add_at_candidates(np.array([i]), np.array([lie]))
         return chosen
 
 

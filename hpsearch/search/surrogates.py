@@ -26,12 +26,19 @@ SURROGATES = ("RF", "ET", "GBRT", "GP")
 class Posterior:
     """Mean and sigma on fixed candidates, updatable with lies at new points."""
 
+    candidates: np.ndarray
+
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def add(self, X: np.ndarray, y: np.ndarray) -> None:
         """Condition on extra observations (e.g. lies for running points)."""
         raise NotImplementedError
+
+    def add_at_candidates(self, indices: np.ndarray, y: np.ndarray) -> None:
+        """Condition on observations at some of the candidates (e.g. lies for points just
+        picked from them)."""
+        self.add(self.candidates[indices], y)
 
 
 class Surrogate:
@@ -131,7 +138,11 @@ class ForestSurrogate(Surrogate):
         return self
 
     def _leaves(self, X: np.ndarray) -> np.ndarray:
-        return self.forest_.apply(X) + self.offsets_
+        # Tree by tree: the forest's own apply() dispatches through joblib, whose overhead
+        # dominates on the small batches a search asks for.
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        leaves = [tree.apply(X32, check_input=False) for tree in self.forest_.estimators_]
+        return np.column_stack(leaves) + self.offsets_
 
     def _leaf_stats(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         leaves = self._leaves(X).ravel()
@@ -157,6 +168,7 @@ def _leaf_mean_std(
 class _ForestPosterior(Posterior):
     def __init__(self, model: ForestSurrogate, candidates: np.ndarray) -> None:
         self.model = model
+        self.candidates = candidates
         self.leaves = model._leaves(candidates)
         self.sums = model.sums_.copy()
         self.counts = model.counts_.copy()
@@ -165,9 +177,13 @@ class _ForestPosterior(Posterior):
         return _leaf_mean_std(self.sums, self.counts, self.leaves)
 
     def add(self, X: np.ndarray, y: np.ndarray) -> None:
-        if not len(X):
-            return
-        leaves = self.model._leaves(X)
+        if len(X):
+            self._add_leaves(self.model._leaves(X), y)
+
+    def add_at_candidates(self, indices: np.ndarray, y: np.ndarray) -> None:
+        self._add_leaves(self.leaves[indices], y)
+
+    def _add_leaves(self, leaves: np.ndarray, y: np.ndarray) -> None:
         np.add.at(self.sums, leaves.ravel(), np.repeat(y, leaves.shape[1]))
         np.add.at(self.counts, leaves.ravel(), 1.0)
 
