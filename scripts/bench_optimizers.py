@@ -33,6 +33,7 @@ from collections.abc import Callable
 from multiprocessing import Pool
 
 import numpy as np
+import threadpoolctl
 
 from hpsearch.testfunctions import make_problem
 
@@ -199,6 +200,12 @@ def available(names: list[str]) -> list[str]:
         else:
             print(f"skipping {name}: {module} is not installed")
     return out
+
+
+def _one_thread() -> None:
+    """Searches run one per process and core; threaded libraries (OpenMP in scikit-learn's
+    gradient boosting) would otherwise oversubscribe the cores many times over."""
+    threadpoolctl.threadpool_limits(1)
 
 
 def run_one(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, int, list[float], float]:
@@ -427,7 +434,7 @@ def main() -> None:
 
     commit = _commit()
     start = time.time()
-    with Pool(args.processes) as pool, open(jsonl, "a") as log:
+    with Pool(args.processes, _one_thread) as pool, open(jsonl, "a") as log:
         for i, result in enumerate(pool.imap_unordered(run_one, todo), 1):
             done.append(_record(result, commit))
             log.write(json.dumps(done[-1]) + "\n")

@@ -184,7 +184,8 @@ class AMBS(Optimizer):
             posterior.add(self.space.features(pending), np.full(len(pending), lie))
         open_ = np.ones(len(candidates), dtype=bool)
         chosen: list[int] = []
-        for _ in range(min(n, len(candidates))):
+        picks = min(n, len(candidates))
+        for k in range(picks):
             kappa = self.rng.exponential(self.kappa) if self.liar == "qUCB" else self.kappa
             mean, sigma = posterior.mean_std()
             scores = acquisition(self.acq, mean, sigma, kappa=kappa, xi=self.xi, y_best=y.min())
@@ -192,7 +193,7 @@ class AMBS(Optimizer):
             i = int(np.argmin(scores))
             chosen.append(i)
             open_[i] = False
-            if lie is not None:
+            if lie is not None and k + 1 < picks:  # no refit after the last pick
                 posterior.add_at_candidates(np.array([i]), np.array([lie]))
         return chosen
 
