@@ -71,3 +71,15 @@ def test_a_lie_raises_the_posterior_mean_where_it_is_told(name, data):
     assert after[0] > before[0] + 0.05  # GBRT's median resists lies the most
     assert abs(after[1] - before[1]) < abs(after[0] - before[0])
     np.testing.assert_allclose(model.predict(candidates)[0], before)  # the model is unchanged
+
+
+@pytest.mark.parametrize("name", ["RF", "ET", "GP"])
+def test_a_lie_at_a_candidate_is_the_same_lie_as_at_its_coordinates(name, data):
+    X, y = data
+    model = make_surrogate(name, seed=0).fit(X, y)
+    candidates = np.random.default_rng(3).random((40, 2))
+    by_index, by_point = model.posterior(candidates), model.posterior(candidates)
+    by_index.add_at_candidates(np.array([7, 21]), np.array([5.0, 6.0]))
+    by_point.add(candidates[[7, 21]], np.array([5.0, 6.0]))
+    np.testing.assert_allclose(by_index.mean_std(), by_point.mean_std())
+    assert not np.allclose(by_index.mean_std()[0], model.predict(candidates)[0])
