@@ -204,7 +204,9 @@ def available(names: list[str]) -> list[str]:
 
 def _one_thread() -> None:
     """Searches run one per process and core; threaded libraries (OpenMP in scikit-learn's
-    gradient boosting) would otherwise oversubscribe the cores many times over."""
+    gradient boosting) would otherwise oversubscribe the cores many times over. The variable
+    covers OpenMP runtimes loaded later in the process, which threadpoolctl cannot see yet."""
+    os.environ["OMP_NUM_THREADS"] = "1"
     threadpoolctl.threadpool_limits(1)
 
 
