@@ -48,5 +48,11 @@ demo: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(TIMEOUT) 600 $(BIN)/mpirun -n 4 \
 	  $(BIN)/python -m hpsearch.ambs --problem problems.digits --max-evals 20 --output demo-out --seed 0
 
+# The optimizer comparison of docs/benchmarks.md (hours on 2 cores; rerun to resume it).
+bench: venv
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python scripts/bench_optimizers.py --out bench_optimizers.md \
+	  --slow-seeds skopt=1,ambs-ET=5,ambs-RF-qUCB=3,ambs-GBRT=1,ambs-GP=1
+
 clean:
 	rm -rf demo-out out .pytest_cache .mypy_cache .ruff_cache
