@@ -65,10 +65,10 @@ def search_candidates(
 
     Starts from uniform points and local perturbations of ``best`` (unit points of the best
     finished configurations, best first), then runs ``n_rounds`` rounds of finer
-    perturbations around the ``n_top`` best-scoring candidates. ``new_feasible`` snaps points to canonical ones and
-    drops infeasible or already-seen points and duplicates; ``score`` maps unit points to
-    acquisition values. Returns the distinct canonical candidates (possibly fewer than asked),
-    nearest to ``best[0]`` first.
+    perturbations around the ``n_top`` best-scoring candidates. ``new_feasible`` snaps points
+    to canonical ones and drops infeasible or already-seen points and duplicates; ``score``
+    maps unit points to acquisition values. Returns the distinct canonical candidates
+    (possibly fewer than asked), nearest to ``best[0]`` first.
     """
     d = best.shape[1]
     raw = [rng.random((n_random, d))]
