@@ -11,7 +11,7 @@ import pytest
 from hpsearch import load_results
 from hpsearch.problem import Problem
 from hpsearch.search import AMBS, RandomSearch
-from hpsearch.search.acquisition import acquisition
+from hpsearch.search.acquisition import acquisition, perturb
 from hpsearch.space import Categorical, Ordinal
 
 
@@ -69,6 +69,16 @@ def test_lcb_prefers_low_mean_then_high_sigma():
         assert np.argmin(acquisition(acq, np.array([0.0, 1.0]), np.full(2, 0.5), **kw)) == 0
     # EI values uncertainty where PI, at equal means above the best, also does.
     assert np.argmin(acquisition("EI", np.full(2, 1.0), np.array([0.1, 1.0]), **kw)) == 1
+
+
+def test_local_steps_move_few_coordinates_and_stay_in_the_cube():
+    centre = np.full((1, 10), 0.5)
+    points = perturb(centre, 2000, np.random.default_rng(0), (0.05,))
+    moved = (points != centre).sum(axis=1)
+    assert points.min() >= 0.0 and points.max() < 1.0
+    assert moved.min() >= 1  # every point moves
+    # Two coordinates step on average and one more is redrawn: far fewer than all ten.
+    assert 2.0 < moved.mean() < 4.5 and np.mean(moved >= 8) < 0.01
 
 
 @pytest.mark.parametrize("liar", ["cl_max", "cl_min", "cl_mean", "qUCB"])

@@ -38,13 +38,23 @@ def acquisition(
 def perturb(
     centres: np.ndarray, n: int, rng: np.random.Generator, scales: tuple[float, ...]
 ) -> np.ndarray:
-    """``n`` points of the unit cube near ``centres``: Gaussian steps of a scale drawn from
-    ``scales``, and each coordinate redrawn uniformly with probability 1/d (so categorical
-    and integer dimensions also move to other values)."""
+    """``n`` points of the unit cube near ``centres``.
+
+    Each point takes a Gaussian step, of a scale drawn from ``scales``, along a few
+    coordinates (each with probability 2/d, at least one), and has each coordinate redrawn
+    uniformly with probability 1/d (so categorical and integer dimensions also move to other
+    values).
+    """
+    # Steps along few axes rather than all d at once: tree surrogates split one coordinate
+    # at a time and many objectives are close to separable, so a move in one or two
+    # coordinates is the one the model can judge, and it can leave a local minimum that a
+    # step in every coordinate, mostly uphill somewhere, cannot.
     d = centres.shape[1]
     origin = centres[rng.integers(len(centres), size=n)]
     scale = rng.choice(np.asarray(scales), size=(n, 1))
-    points = origin + rng.normal(size=(n, d)) * scale
+    moves = rng.random((n, d)) < min(1.0, 2.0 / d)
+    moves[np.arange(n), rng.integers(d, size=n)] = True
+    points = origin + rng.normal(size=(n, d)) * scale * moves
     redraw = rng.random((n, d)) < 1.0 / d
     points[redraw] = rng.random(int(redraw.sum()))
     return np.clip(points, 0.0, np.nextafter(1.0, 0.0))
