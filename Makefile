@@ -52,7 +52,7 @@ demo: venv
 bench: venv
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python scripts/bench_optimizers.py --out bench_optimizers.md \
-	  --slow-seeds skopt=1,ambs-ET=5,ambs-RF-qUCB=3,ambs-GBRT=1,ambs-GP=3
+	  --slow-seeds skopt=1,ambs-RF-qUCB=3,ambs-GBRT=1,ambs-GP=3
 
 clean:
 	rm -rf demo-out out .pytest_cache .mypy_cache .ruff_cache
