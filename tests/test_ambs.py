@@ -77,7 +77,7 @@ def test_local_steps_move_few_coordinates_and_stay_in_the_cube():
     moved = (points != centre).sum(axis=1)
     assert points.min() >= 0.0 and points.max() < 1.0
     assert moved.min() >= 1  # every point moves
-    # Two coordinates step on average and one more is redrawn: far fewer than all ten.
+    # About three coordinates step on average and about one is redrawn: far fewer than ten.
     assert 2.0 < moved.mean() < 4.5 and np.mean(moved >= 8) < 0.01
 
 
