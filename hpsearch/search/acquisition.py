@@ -42,8 +42,8 @@ def perturb(
 
     Each point takes a Gaussian step, of a scale drawn from ``scales``, along a few
     coordinates (each with probability 2/d, at least one), and has each coordinate redrawn
-    uniformly with probability 1/d (so categorical and integer dimensions also move to other
-    values).
+    uniformly with probability 1/(2d) (so categorical and integer dimensions also move to
+    other values).
     """
     # Steps along few axes rather than all d at once: tree surrogates split one coordinate
     # at a time and many objectives are close to separable, so a move in one or two
@@ -55,7 +55,10 @@ def perturb(
     moves = rng.random((n, d)) < min(1.0, 2.0 / d)
     moves[np.arange(n), rng.integers(d, size=n)] = True
     points = origin + rng.normal(size=(n, d)) * scale * moves
-    redraw = rng.random((n, d)) < 1.0 / d
+    # A redraw is a long jump, and far from the data a forest's spread makes such a point look
+    # promising: at 1/d, 63% of local candidates carried one and they won most picks over
+    # true local steps. At 1/(2d) it is 39%, and the search refines the basin it is in.
+    redraw = rng.random((n, d)) < 0.5 / d
     points[redraw] = rng.random(int(redraw.sum()))
     return np.clip(points, 0.0, np.nextafter(1.0, 0.0))
 
