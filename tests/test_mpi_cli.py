@@ -141,8 +141,10 @@ def test_resume_after_the_master_was_killed(repo_root, tmp_path):
 
 def test_timeout_ends_the_search_with_status_0(repo_root, tmp_path):
     out = tmp_path / "out"
+    # 8 s: a worker's evaluation process takes up to 3 s to start on a slow 2-core machine,
+    # and the hand-out latency needs some worker to finish a job and get the next.
     proc = launch(
-        4, "--problem", "problems.ackley", "--max-evals", 1000, "--output", out, "--timeout", 3,
+        4, "--problem", "problems.ackley", "--max-evals", 1000, "--output", out, "--timeout", 8,
         "--grace", 0.2, cwd=repo_root, env={"HPSEARCH_ACKLEY_SLEEP": "0.3,0.6"}, method="ambs",
     )  # fmt: skip
     code, stdout, err = finish(proc, timeout=90)
