@@ -96,6 +96,25 @@ def test_conditional_dimension_is_none_when_inactive_and_feature_is_flagged():
     assert X[0, 1] == INACTIVE_FEATURE and X[1, 1] != INACTIVE_FEATURE
 
 
+def test_keys_tell_configurations_apart_to_12_decimals():
+    space = Space(
+        [
+            Real("x", low=0.0, high=1.0),
+            Categorical("act", choices=["relu", "tanh"]),
+            Real("y", low=0.0, high=1.0, condition=lambda c: c["act"] == "tanh"),
+        ]
+    )
+    configs = space.decode(np.random.default_rng(0).random((50, 3)))
+    keys = space.keys(configs)
+    assert keys == [space.key(c) for c in configs]
+    assert len(set(keys)) == 50
+    assert {k[2] for k in keys if k[1] == "relu"} == {None}
+    close = {"x": 0.1 + 0.2, "act": "tanh", "y": 0.5}
+    assert space.key(close) == space.key({"x": 0.3, "act": "tanh", "y": 0.5})
+    assert space.key(close) != space.key({"x": 0.3 + 1e-9, "act": "tanh", "y": 0.5})
+    assert space.keys([]) == []
+
+
 @pytest.mark.parametrize(
     ("spec", "kwargs", "message"),
     [

@@ -155,7 +155,7 @@ class AMBS(Optimizer):
         y_best = float(y.min())
         U_told = np.asarray(self.X_)
         best = U_told[np.argsort(y)[: min(10, len(y))]]
-        exclude = {self.space.key(c) for c in self.space.decode(taken)} if len(taken) else set()
+        exclude = set(self.space.keys(self.space.decode(taken)))
 
         def new_feasible(U: np.ndarray) -> np.ndarray:
             return self._filter_new_feasible(U, exclude=exclude)
@@ -168,8 +168,7 @@ class AMBS(Optimizer):
         chosen = self._choose(candidates, n, y)
         picked = candidates[chosen]
         if len(picked) < n:  # tiny or exhausted space: whatever new points remain
-            for config in self.space.decode(picked):
-                self.seen_.add(self.space.key(config))
+            self.seen_.update(self.space.keys(self.space.decode(picked)))
             picked = np.vstack([picked, self._sample_new(n - len(picked))])
         return picked
 

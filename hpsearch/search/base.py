@@ -75,8 +75,7 @@ class Optimizer:
             self.weights_ = self.rng.dirichlet(np.ones(k))
         U = self._ask(int(n))
         configs = self.space.decode(U)
-        for u, config in zip(U, configs, strict=True):
-            key = self.space.key(config)
+        for u, key in zip(U, self.space.keys(configs), strict=True):
             self.pending_[key] = u
             self.seen_.add(key)
         return configs
@@ -106,8 +105,7 @@ class Optimizer:
                 for o, v in zip(objectives, vectors, strict=True)
             ]
         )
-        for u, config, value, vector in zip(U, configs, y, vectors, strict=True):
-            key = self.space.key(config)
+        for u, key, value, vector in zip(U, self.space.keys(configs), y, vectors, strict=True):
             self.pending_.pop(key, None)
             self.seen_.add(key)
             self.X_.append(u)
@@ -117,8 +115,7 @@ class Optimizer:
 
     def forget(self, configs: Sequence[Mapping[str, Any]]) -> None:
         """Drop pending configurations that will never be told (cancelled evaluations)."""
-        for config in configs:
-            key = self.space.key(config)
+        for key in self.space.keys(configs):
             if self.pending_.pop(key, None) is not None:
                 self.seen_.discard(key)
 
@@ -188,8 +185,7 @@ class Optimizer:
         configs = self.space.decode(U)
         taken = set(exclude or ())
         keep: list[int] = []
-        for i, config in enumerate(configs):
-            key = self.space.key(config)
+        for i, (config, key) in enumerate(zip(configs, self.space.keys(configs), strict=True)):
             if key in self.seen_ or key in taken or not self.problem.is_feasible(config):
                 continue
             taken.add(key)
@@ -213,7 +209,7 @@ class Optimizer:
             batch = self.space.sample_unit(want if not draws else max(want, 16), self.rng, method)
             draws += len(batch)
             method = "random"  # a design is drawn once; top up with random points
-            taken = {self.space.key(c) for c in self.space.decode(found)} if len(found) else set()
+            taken = set(self.space.keys(self.space.decode(found)))
             found = np.vstack([found, self._filter_new_feasible(batch, want, exclude=taken)])
             if len(found) < n and draws > self.max_draws_per_point * n:
                 found = np.vstack([found, self._fallback(n - len(found))])
