@@ -35,10 +35,43 @@ def test_extra_trees_sigma_is_the_spread_of_the_trees(data):
     X, y = data
     model = make_surrogate("ET", seed=0).fit(X, y)
     test = np.random.default_rng(2).random((50, 2))
-    per_tree = np.array([tree.predict(test) for tree in model.forest_.estimators_])
+    per_tree = np.array([tree.predict(test) for tree in model.trees_])
     mean, sigma = model.predict(test)
     np.testing.assert_allclose(mean, per_tree.mean(axis=0))
     np.testing.assert_allclose(sigma, per_tree.std(axis=0))
+
+
+@pytest.mark.parametrize("name", ["RF", "ET"])
+def test_update_on_a_long_history_regrows_only_the_oldest_trees(name):
+    rng = np.random.default_rng(0)
+    X = rng.random((608, 3))
+    y = bowl(X)
+    model = make_surrogate(name, seed=0).update(X[:600], y[:600])  # a first update grows all
+    first = list(model.trees_)
+    model.update(X, y)
+    kept = model.n_estimators - model.regrow
+    assert model.trees_[:kept] == first[model.regrow :]
+    assert not {id(tree) for tree in model.trees_[kept:]} & {id(tree) for tree in first}
+    # Every tree, kept or new, predicts the mean of all the data in its leaf.
+    test = rng.random((20, 3))
+    per_tree = np.array(
+        [
+            [y[tree.apply(X.astype(np.float32)) == leaf].mean() for leaf in tree.apply(test)]
+            for tree in model.trees_
+        ]
+    )
+    mean, sigma = model.predict(test)
+    np.testing.assert_allclose(mean, per_tree.mean(axis=0))
+    np.testing.assert_allclose(sigma, per_tree.std(axis=0))
+
+
+def test_update_on_a_short_history_regrows_every_tree(data):
+    X, y = data
+    model = make_surrogate("RF", seed=0).update(X[:100], y[:100])
+    first = {id(tree) for tree in model.trees_}
+    model.update(X, y)
+    assert len(model.trees_) == model.n_estimators
+    assert not {id(tree) for tree in model.trees_} & first
 
 
 @pytest.mark.parametrize("name", ["RF", "ET"])

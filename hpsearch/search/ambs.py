@@ -146,7 +146,7 @@ class AMBS(Optimizer):
         # Multi-objective targets change with the weights redrawn on each ask.
         weights = None if self.weights_ is None else tuple(self.weights_)
         if self._fitted_on != (self.n_told, weights):
-            self.model_.fit(X, y)
+            self.model_.update(X, y)
             self._fitted_on = (self.n_told, weights)
         return y
 

@@ -47,6 +47,11 @@ class Surrogate:
     def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
         raise NotImplementedError
 
+    def update(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
+        """Refit on ``X, y``, the data of the last fit plus new points (or new targets for
+        it); a model may reuse what it learnt. By default, a full fit."""
+        return self.fit(X, y)
+
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
@@ -94,7 +99,9 @@ class ForestSurrogate(Surrogate):
     bootstrap sample), so adding an observation only updates the leaf sums it falls in: a lie
     costs one ``apply`` on one point, not a refit.
 
-    ``max_samples`` caps the points each tree is grown on, keeping fits fast on long histories.
+    Long histories stay cheap: ``max_samples`` caps the points each tree is grown on, and
+    from ``regrow_from`` points on, :meth:`update` regrows only the ``regrow`` oldest trees and
+    keeps the others, whose leaf statistics take in the new points.
     """
 
     def __init__(
@@ -103,20 +110,40 @@ class ForestSurrogate(Surrogate):
         n_estimators: int = 32,
         min_samples_leaf: int = 2,
         max_samples: int = 1000,
+        regrow: int = 8,
+        regrow_from: int = 500,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self.kind = kind
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
         self.max_samples = max_samples
+        self.regrow = regrow
+        self.regrow_from = regrow_from
         self.rng = np.random.default_rng(seed)
+        self.trees_: list = []
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ForestSurrogate:
+        return self._grow(X, y, self.n_estimators)
+
+    def update(self, X: np.ndarray, y: np.ndarray) -> ForestSurrogate:
+        # Where a tree grown on hundreds of points splits hardly moves with a few more, so
+        # regrowing a quarter of the trees per update keeps the forest current at a quarter
+        # of the cost; each tree is at most n_estimators / regrow updates old.
+        partial = (
+            len(X) >= self.regrow_from
+            and len(self.trees_) == self.n_estimators
+            and self.trees_[0].n_features_in_ == X.shape[1]
+        )
+        return self._grow(X, y, self.regrow if partial else self.n_estimators)
+
+    def _grow(self, X: np.ndarray, y: np.ndarray, n_trees: int) -> ForestSurrogate:
+        """Grow ``n_trees`` new trees on ``X, y`` in place of the oldest ones."""
         n = len(X)
         seed = int(self.rng.integers(2**31))
         if self.kind == "RF":
             forest: RandomForestRegressor | ExtraTreesRegressor = RandomForestRegressor(
-                n_estimators=self.n_estimators,
+                n_estimators=n_trees,
                 min_samples_leaf=self.min_samples_leaf,
                 max_features=0.5 if X.shape[1] > 2 else 1.0,
                 max_samples=min(n, self.max_samples),
@@ -124,16 +151,18 @@ class ForestSurrogate(Surrogate):
             )
         else:
             forest = ExtraTreesRegressor(
-                n_estimators=self.n_estimators,
+                n_estimators=n_trees,
                 min_samples_leaf=self.min_samples_leaf,
                 bootstrap=n > self.max_samples,
                 max_samples=min(n, self.max_samples) if n > self.max_samples else None,
                 random_state=seed,
             )
-        self.forest_ = forest.fit(X, y)
+        new = forest.fit(X, y).estimators_
+        self.trees_ = self.trees_[n_trees:] + new if n_trees < len(self.trees_) else new
         # Offsets turning per-tree node ids into one flat index over all trees.
-        pointers = np.asarray(self.forest_.decision_path(X[:1])[1])
-        self.offsets_, self.n_nodes_ = pointers[:-1], int(pointers[-1])
+        sizes = np.array([tree.tree_.node_count for tree in self.trees_])
+        self.offsets_ = np.cumsum(sizes) - sizes
+        self.n_nodes_ = int(sizes.sum())
         self.sums_, self.counts_ = self._leaf_stats(X, y)
         return self
 
@@ -141,12 +170,12 @@ class ForestSurrogate(Surrogate):
         # Tree by tree: the forest's own apply() dispatches through joblib, whose overhead
         # dominates on the small batches a search asks for.
         X32 = np.ascontiguousarray(X, dtype=np.float32)
-        leaves = [tree.apply(X32, check_input=False) for tree in self.forest_.estimators_]
+        leaves = [tree.apply(X32, check_input=False) for tree in self.trees_]
         return np.column_stack(leaves) + self.offsets_
 
     def _leaf_stats(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         leaves = self._leaves(X).ravel()
-        weights = np.repeat(y, self.n_estimators)
+        weights = np.repeat(y, len(self.trees_))
         sums = np.bincount(leaves, weights=weights, minlength=self.n_nodes_)
         counts = np.bincount(leaves, minlength=self.n_nodes_).astype(float)
         return sums, counts
