@@ -42,7 +42,7 @@ def perturb(
 
     Each point takes a Gaussian step, of a scale drawn from ``scales``, along a few
     coordinates (each with probability 2/d, at least one), and has each coordinate redrawn
-    uniformly with probability 1/(4d) (so categorical and integer dimensions also move to
+    uniformly with probability 1/(8d) (so categorical and integer dimensions also move to
     other values).
     """
     # Steps along few axes rather than all d at once: tree surrogates split one coordinate
@@ -57,8 +57,8 @@ def perturb(
     points = origin + rng.normal(size=(n, d)) * scale * moves
     # A redraw is a long jump, and far from the data a forest's spread makes such a point look
     # promising: at 1/d, 63% of local candidates carried one and won over true local steps,
-    # so the search kept leaving the basin it was refining. At 1/(4d) it is 22%.
-    redraw = rng.random((n, d)) < 0.25 / d
+    # so the search kept leaving the basin it was refining. At 1/(8d) it is 12%.
+    redraw = rng.random((n, d)) < 0.125 / d
     points[redraw] = rng.random(int(redraw.sum()))
     return np.clip(points, 0.0, np.nextafter(1.0, 0.0))
 
