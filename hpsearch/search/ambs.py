@@ -59,7 +59,7 @@ class AMBS(Optimizer):
       gradient boosting) or ``"GP"`` (Gaussian process, for few dimensions and evaluations).
     - ``acq``: ``"LCB"`` (``mean - kappa * sigma``), ``"EI"`` or ``"PI"`` (with margin ``xi``).
     - ``liar``: how points still running are accounted for. ``"cl_max"`` assumes they return
-      the worst value seen (pessimistic, pushes new points away), ``"cl_min"`` the best,
+      the worst value seen (pessimistic), ``"cl_min"`` the best (optimistic),
       ``"cl_mean"`` the mean; ``"qUCB"`` does not lie but draws a different kappa per point
       from an exponential distribution of mean ``kappa`` (needs ``acq="LCB"``).
     - ``n_initial`` points come from the ``initial`` design (``random``, ``lhs``, ``sobol``).
