@@ -172,9 +172,6 @@ class Optimizer:
         wF = self.weights_ * F
         return np.where(ok, wF.max(axis=1) + self.chebyshev_rho * wF.sum(axis=1), math.nan)
 
-    def _is_new(self, config: Mapping[str, Any]) -> bool:
-        return self.space.key(config) not in self.seen_
-
     def _filter_new_feasible(
         self, U: np.ndarray, limit: int | None = None, exclude: set[tuple] | None = None
     ) -> np.ndarray:

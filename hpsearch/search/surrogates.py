@@ -132,7 +132,7 @@ class ForestSurrogate(Surrogate):
         # of the cost; each tree is at most n_estimators / regrow updates old.
         partial = (
             len(X) >= self.regrow_from
-            and len(self.trees_) == self.n_estimators
+            and bool(self.trees_)
             and self.trees_[0].n_features_in_ == X.shape[1]
         )
         return self._grow(X, y, self.regrow if partial else self.n_estimators)
@@ -158,7 +158,7 @@ class ForestSurrogate(Surrogate):
                 random_state=seed,
             )
         new = forest.fit(X, y).estimators_
-        self.trees_ = self.trees_[n_trees:] + new if n_trees < len(self.trees_) else new
+        self.trees_ = self.trees_[n_trees:] + new
         # Offsets turning per-tree node ids into one flat index over all trees.
         sizes = np.array([tree.tree_.node_count for tree in self.trees_])
         self.offsets_ = np.cumsum(sizes) - sizes
