@@ -1,5 +1,7 @@
-"""Jobs, results, and running a problem's ``run`` function on one configuration.
+"""Jobs, results, and running a problem's ``run`` function on one job.
 
+A job is one run of a trial: a configuration with its identity (the job id), its place in a
+population (``member``), the job whose checkpoint it continues (``parent``) and its step range.
 Errors travel as values: whatever a run function does (raise, return NaN, a wrong type), the
 outcome is a :class:`Result` with a status and a message, never an exception across processes.
 """
@@ -10,11 +12,13 @@ import math
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpsearch.problem import RunFunction
+from hpsearch.problem import RunFunction, takes_trial
 from hpsearch.space import Config
+from hpsearch.trial import ReportChannel, Trial
 
 DONE = "DONE"
 FAILED = "FAILED"
@@ -27,7 +31,12 @@ HOST = socket.gethostname()
 
 @dataclass
 class Job:
-    """A configuration sent to a worker; ``t_submit`` is wall-clock (``time.time()``)."""
+    """A trial's run sent to a worker; ``t_submit`` is wall-clock (``time.time()``).
+
+    ``step`` is where training starts and ``max_steps`` where this job should end (None: the
+    problem decides); ``checkpoint_dir`` is this job's own directory (None when the run
+    function takes no trial) and ``restore_from`` the checkpoint of ``parent``, if any.
+    """
 
     job_id: int
     config: Config
@@ -35,6 +44,12 @@ class Job:
     #: Seconds between the worker's report of its previous job and this job being sent to it
     #: (NaN for a worker's first job): how long a free worker waited for the master.
     handout_latency: float = math.nan
+    member: int | None = None
+    parent: int | None = None
+    step: int = 0
+    max_steps: int | None = None
+    checkpoint_dir: str | None = None
+    restore_from: str | None = None
 
 
 @dataclass
@@ -48,6 +63,8 @@ class Outcome:
     error: str = ""
     t_start: float = math.nan
     t_end: float = math.nan
+    #: True when a report told the run to stop and it then returned (stopped early).
+    stopped: bool = False
 
 
 @dataclass
@@ -58,6 +75,10 @@ class Result:
     outcome: Outcome
     worker: int | str = ""
     host: str = ""
+    #: Set by the search loop: the last step the job reported (None when it reported none),
+    #: and its checkpoint directory when it is usable for a later job to restore from.
+    step_end: Any = None
+    checkpoint: str | None = None
 
     @property
     def status(self) -> str:
@@ -131,16 +152,31 @@ def _interpret_vector(objectives: list | tuple, metrics: dict[str, Any]) -> Outc
     return Outcome(DONE, objective=values, metrics=metrics)
 
 
-def evaluate(run: RunFunction, config: Config) -> Outcome:
-    """Call ``run(config)`` here and now, timing it; exceptions become FAILED outcomes."""
-    t_start = time.time()
+def evaluate(
+    run: RunFunction,
+    job: Job,
+    channel: ReportChannel | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Outcome:
+    """Run ``job`` here and now, timing it; exceptions become FAILED outcomes.
+
+    A run function taking two parameters gets a :class:`~hpsearch.trial.Trial` whose reports
+    go through ``channel``.
+    """
+    t_start = clock()
+    trial = None
     try:
-        outcome = interpret(run(dict(config)))
+        if takes_trial(run):
+            trial = Trial(job, channel, clock)
+            outcome = interpret(run(dict(job.config), trial))
+        else:
+            outcome = interpret(run(dict(job.config)))
     except Exception as err:
         where = traceback.extract_tb(err.__traceback__)[-1]
         outcome = Outcome(
             FAILED,
             error=f"{type(err).__name__}: {err} (at {where.filename}:{where.lineno})",
         )
-    outcome.t_start, outcome.t_end = t_start, time.time()
+    outcome.t_start, outcome.t_end = t_start, clock()
+    outcome.stopped = trial is not None and trial.stopped and outcome.status == DONE
     return outcome

@@ -1,10 +1,11 @@
-"""The search loop: ask -> submit -> wait -> log -> tell, until a stopping rule fires.
+"""The search loop: take trials -> submit -> wait -> log -> tell, until a stopping rule fires.
 
-One loop runs per search (on the MPI master, or in the only process). It keeps every free
-worker busy, writes each result to results.csv before the optimizer learns of it, and stops
-on ``max_evals`` finished evaluations, on the wall-clock ``timeout``, or on SIGTERM/SIGINT
-(batch walltime): it then stops handing out work, gives running evaluations ``grace``
-seconds to finish, and cancels the rest, writing their rows.
+One loop runs per search (on the MPI master, in the only process, or in a simulation over a
+virtual clock). It keeps every free worker busy, writes each result to results.csv before the
+method learns of it, records the reports of running trials in steps.csv and answers them, and
+stops on ``max_evals`` finished evaluations, on the ``timeout``, when the method has no trial
+left, or on SIGTERM/SIGINT (batch walltime): it then stops handing out work, gives running
+evaluations ``grace`` seconds to finish, and cancels the rest, writing their rows.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from hpsearch.checkpoints import CheckpointStore, remove_empty_root
 from hpsearch.evaluation import DONE, FINISHED, Job, Result
 from hpsearch.evaluators.base import Evaluator
+from hpsearch.problem import takes_trial
 from hpsearch.results import ResultsLog
+from hpsearch.scheduling import Scheduler, TrialPlan, as_scheduler
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
-from hpsearch.suggestions import SuggestionBuffer
+from hpsearch.trial import Report
 
 log = logging.getLogger(__name__)
 
@@ -109,20 +113,23 @@ def stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
 
 @dataclass
 class Search:
-    """Drive ``optimizer`` with ``evaluator`` until ``max_evals`` evaluations have finished.
+    """Drive ``method`` with ``evaluator`` until ``max_evals`` evaluations have finished.
 
+    ``method`` is an ask/tell optimizer or a :class:`~hpsearch.scheduling.Scheduler`.
     ``max_evals`` counts finished rows in the log, including those of an earlier run being
-    resumed. ``timeout`` is wall-clock seconds for this run; ``grace`` is how long running
-    evaluations may go on after a stop before they are cancelled. ``rerun`` holds jobs of an
-    earlier run that were running when it died: they go out first, with their job ids.
+    resumed. ``timeout`` is seconds of the evaluator's clock for this run; ``grace`` is how
+    long running evaluations may go on after a stop before they are cancelled. ``rerun``
+    holds jobs of an earlier run that were running when it died: they go out first, with
+    their job ids (continuing their own checkpoint when it is usable). ``keep_checkpoints``
+    is how many of the best jobs' checkpoints survive the search.
 
-    A worker that reports is handed its next configuration at once from a small buffer of
-    suggestions asked in advance (pending in the optimizer, so the liar covers them); the
-    optimizer learns the new result and refills the buffer afterwards, between messages.
-    The buffer holds about as many suggestions as workers report during one ask.
+    A worker that reports is handed its next trial at once from a small buffer of trials
+    prepared in advance; the method learns the new result and refills the buffer afterwards,
+    between messages. The buffer holds about as many trials as workers report during one
+    round of preparing them.
     """
 
-    optimizer: Optimizer
+    method: Optimizer | Scheduler
     evaluator: Evaluator
     log: ResultsLog
     max_evals: int
@@ -130,23 +137,39 @@ class Search:
     grace: float = 10.0
     progress: Progress | None = None
     rerun: list[Job] = field(default_factory=list)
+    keep_checkpoints: int = 10
 
     def __post_init__(self) -> None:
-        self.problem = self.optimizer.problem
+        self.scheduler = as_scheduler(self.method)
+        self.problem = self.scheduler.problem
         self.next_job_id = self.log.next_job_id
-        self.n_finished = self.optimizer.n_told
+        previous = self.log.previous
+        self.n_finished = int(previous["status"].isin(FINISHED).sum()) if len(previous) else 0
         self.n_failed = 0
         self.busy_seconds = 0.0
         self.report_times: list[float] = []  # when results arrived, for the report rate
         self.stopping = False  # set once a stopping rule fired: no new work goes out
         self.best_objective: float | None = None  # primary objective, problem's direction
-        self.suggestions: SuggestionBuffer | None = None  # exists while run() runs
+        self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
+        self.last_step: dict[int, object] = {}  # job id -> last valid step it reported
+        self.with_trials = self.problem.run is not None and takes_trial(self.problem.run)
+        self.checkpoints = CheckpointStore(self.log.output_dir, self.keep_checkpoints)
+        if self.with_trials and len(previous):
+            done = previous[previous["status"] == DONE]
+            self.checkpoints.load_existing(
+                {
+                    int(j): self.problem.sign * float(v)
+                    for j, v in zip(done["job_id"], done["objective"], strict=True)
+                }
+            )
 
     def _stop_reason(self, t_start: float, flag: dict[str, Any]) -> str | None:
         if self.n_finished >= self.max_evals:
             return "max-evals"
-        if self.timeout is not None and time.time() - t_start >= self.timeout:
+        if self.timeout is not None and self.evaluator.now() - t_start >= self.timeout:
             return "timeout"
+        if self.scheduler.exhausted and not self.evaluator.n_busy and not self.rerun:
+            return "exhausted"
         return flag.get("signal")
 
     def _unplanned(self) -> int:
@@ -154,30 +177,67 @@ class Search:
         return self.max_evals - self.n_finished - self.evaluator.n_busy - len(self.rerun)
 
     def _buffer_target(self) -> int:
-        """Suggestions to keep ready: one per free worker, plus twice the reports expected
-        during one round of learning and asking (so a worker that reports finds one), within
-        the budget."""
+        """Trials to keep ready: one per free worker, plus twice the reports expected during
+        one round of learning and preparing (so a worker that reports finds one), within the
+        budget."""
         recent = self.report_times[-50:]
         span = recent[-1] - recent[0] if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
-        assert self.suggestions is not None
-        ahead = 1 + math.ceil(2 * rate * self.suggestions.round_seconds)
+        ahead = 1 + math.ceil(2 * rate * self.scheduler.round_seconds)
         wanted = self.evaluator.n_free + min(self.evaluator.n_workers, ahead)
         return max(0, min(wanted, self._unplanned()))
 
+    def _job(self, plan: TrialPlan) -> Job:
+        """A job for ``plan`` with the next job id, its checkpoint directory ready."""
+        job = Job(
+            self.next_job_id,
+            plan.config,
+            member=plan.member,
+            parent=plan.parent,
+            step=plan.step or 0,
+            max_steps=plan.max_steps,
+        )
+        self.next_job_id += 1
+        if plan.parent is not None:
+            if not self.checkpoints.is_usable(plan.parent):
+                raise ValueError(
+                    f"a trial continues job {plan.parent}, which has no usable checkpoint"
+                )
+            job.restore_from = str(self.checkpoints.directory(plan.parent))
+            if plan.step is None:
+                job.step = self.checkpoints.usable_step(plan.parent) or 0
+        return job
+
     def _hand_out(self) -> None:
-        """Give every free worker a job: reruns first, then ready suggestions."""
-        assert self.suggestions is not None
+        """Give every free worker a job: reruns first, then ready trials."""
         n_free = min(self.evaluator.n_free, self._unplanned() + len(self.rerun))
         if n_free <= 0 or self.stopping:
             return
         jobs = [self.rerun.pop(0) for _ in range(min(n_free, len(self.rerun)))]
-        for config in self.suggestions.take(n_free - len(jobs)):
-            jobs.append(Job(self.next_job_id, config))
-            self.next_job_id += 1
+        jobs += [self._job(plan) for plan in self.scheduler.take(n_free - len(jobs))]
+        if not jobs:
+            return
+        if self.with_trials:
+            for job in jobs:
+                self.checkpoints.prepare(job)
         self.log.journal(jobs)
         for job in jobs:
+            self.running[job.job_id] = job
             self.evaluator.submit(job)
+
+    def _on_reports(self, reports: list[Report]) -> set[int]:
+        """Record reports (durably) and answer them: the ids of the trials to stop."""
+        self.log.steps.write(reports, self.log.t0)
+        self.checkpoints.reported(reports)
+        stop = set()
+        for r in reports:
+            if r.error:
+                continue
+            self.last_step[r.job_id] = r.step
+            job = self.running.get(r.job_id)
+            if self.stopping or (job is not None and self.scheduler.report(job, r)):
+                stop.add(r.job_id)
+        return stop
 
     def _update_best(self, results: list[Result]) -> None:
         for r in results:
@@ -187,12 +247,20 @@ class Search:
             if self.best_objective is None or self.problem.sign * (value - self.best_objective) < 0:
                 self.best_objective = value
 
+    def _value(self, result: Result) -> float:
+        """The primary objective of ``result`` to minimise (NaN when it has none)."""
+        value = result.objective[0] if isinstance(result.objective, list) else result.objective
+        return math.nan if result.status != DONE or value is None else self.problem.sign * value
+
     def _record(self, results: list[Result]) -> None:
-        """Log results (durably), hand out the next jobs, then let the optimizer learn."""
+        """Log results (durably), hand out the next jobs, then let the method learn."""
         if not results:
             return
+        for r in results:
+            self.running.pop(r.job.job_id, None)
+            r.step_end = self.last_step.pop(r.job.job_id, None)
         self.log.write(results)
-        self.report_times.append(time.time())
+        self.report_times.append(self.evaluator.now())
         finished = [r for r in results if r.status in FINISHED]
         self.n_finished += len(finished)
         self.n_failed += sum(r.status != DONE for r in finished)
@@ -201,9 +269,15 @@ class Search:
         )
         self._update_best(finished)
         self._hand_out()
-        assert self.suggestions is not None
-        self.suggestions.tell([r.config for r in finished], [r.objective for r in finished])
-        self.suggestions.forget([r.config for r in results if r.status not in FINISHED])
+        if self.with_trials:
+            for r in results:
+                r.checkpoint = self.checkpoints.finished(r, self._value(r))
+            needed = {*self.scheduler.needed_checkpoints()}
+            needed |= {
+                j.parent for j in [*self.running.values(), *self.rerun] if j.parent is not None
+            }
+            self.checkpoints.prune(needed)
+        self.scheduler.finished(results)
         for r in results:
             if r.status != DONE:
                 log.info("job %d %s: %s", r.job.job_id, r.status, r.outcome.error)
@@ -211,32 +285,37 @@ class Search:
     def run(self) -> SearchOutcome:
         """Run to a stopping rule; always leaves every started evaluation in the log."""
         flag: dict[str, Any] = {}
-        t_start = time.time()
-        self.suggestions = SuggestionBuffer(self.optimizer)
+        clock = self.evaluator.now
+        t_start = clock()
+        background = not getattr(self.evaluator, "virtual", False)
+        self.scheduler.open(background)
+        self.evaluator.report_handler = self._on_reports
         try:
             with stop_on_signals(flag):
                 while (reason := self._stop_reason(t_start, flag)) is None:
-                    self.suggestions.keep_ready(self._buffer_target())
+                    self.scheduler.keep_ready(self._buffer_target())
                     self._hand_out()
                     remaining = (
-                        math.inf if self.timeout is None else t_start + self.timeout - time.time()
+                        math.inf if self.timeout is None else t_start + self.timeout - clock()
                     )
                     wait = max(0.0, min(MAX_WAIT, remaining))
-                    if self.evaluator.n_free and self._unplanned() > 0:
-                        # free workers wait for suggestions: wake as soon as one is ready
-                        self.suggestions.wait_ready(timeout=min(wait, IDLE_POLL))
+                    if self.evaluator.n_free and self._unplanned() > 0 and background:
+                        # free workers wait for trials: wake as soon as one is ready
+                        self.scheduler.wait_ready(timeout=min(wait, IDLE_POLL))
                         wait = 0.0
                     self._record(self.evaluator.wait(timeout=wait))
                     self._show()
                 self._drain(reason, flag)
         finally:
-            self.suggestions.close()
-            self.suggestions = None
-        wall = time.time() - t_start
+            self.evaluator.report_handler = None
+            self.scheduler.close()
+            if self.with_trials:
+                remove_empty_root(self.log.output_dir)
+        wall = clock() - t_start
         if self.progress:
             self._show(force=True)
             self.progress.close()
-        best = self.optimizer.best()
+        best = self.scheduler.best()
         return SearchOutcome(
             n_finished=self.n_finished,
             n_failed=self.n_failed,
@@ -260,13 +339,12 @@ class Search:
                 self.evaluator.n_busy,
                 self.grace,
             )
-        deadline = time.time() + self.grace
+        clock = self.evaluator.now
+        deadline = clock() + self.grace
         n_signals = flag.get("n", 0)
         # a further signal during the grace period means: stop now
-        while self.evaluator.n_busy and time.time() < deadline and flag.get("n", 0) == n_signals:
-            self._record(
-                self.evaluator.wait(timeout=min(MAX_WAIT, max(0.0, deadline - time.time())))
-            )
+        while self.evaluator.n_busy and clock() < deadline and flag.get("n", 0) == n_signals:
+            self._record(self.evaluator.wait(timeout=min(MAX_WAIT, max(0.0, deadline - clock()))))
             self._show()
         self._record(self.evaluator.cancel_all())
 

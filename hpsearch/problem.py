@@ -1,6 +1,7 @@
 """Problems: the search space, the direction and the constraints of a search, and how to load one.
 
-A problem module defines ``problem`` (a :class:`Problem`) and ``run(config) -> float | dict``.
+A problem module defines ``problem`` (a :class:`Problem`) and ``run(config) -> float | dict``, or
+``run(config, trial)`` to report progress and save checkpoints (see :mod:`hpsearch.trial`).
 It is named by a dotted module name importable from the current directory or by a path to a
 ``.py`` file; :func:`load_problem` imports it, and every worker process imports it again by the
 same name (functions are never pickled across processes).
@@ -10,17 +11,18 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hpsearch.space import Config, Dimension, InvalidHyperparameterError, Space, dimension_from_spec
+from hpsearch.space import Dimension, InvalidHyperparameterError, Space, dimension_from_spec
 
 DIRECTIONS = ("maximize", "minimize")
 
 Constraint = Callable[[Mapping[str, Any]], bool]
-RunFunction = Callable[[Config], Any]
+RunFunction = Callable[..., Any]
 
 
 class ProblemLoadError(Exception):
@@ -97,6 +99,47 @@ class Problem:
             raise ValueError(f"problem {self.name!r} declares no hyperparameter")
 
 
+def takes_trial(run: Callable[..., Any]) -> bool:
+    """True when ``run`` is ``run(config, trial)``, False for ``run(config)``.
+
+    Raises ValueError naming the signature when ``run`` takes anything else: a second
+    parameter must be the trial (named ``trial``), and no further one may be required.
+    """
+    try:
+        signature = inspect.signature(run)
+    except (TypeError, ValueError):
+        return False  # a builtin or C callable: called with the configuration alone
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required_keywords = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind == p.KEYWORD_ONLY and p.default is p.empty
+    ]
+    has_varargs = any(p.kind == p.VAR_POSITIONAL for p in signature.parameters.values())
+    problem = f"run{signature}: "
+    if required_keywords:
+        raise ValueError(f"{problem}keyword parameter {required_keywords[0]!r} has no default")
+    if not positional:
+        if has_varargs:
+            return False
+        raise ValueError(f"{problem}run must take the configuration as its first parameter")
+    if len(positional) == 1:
+        return False
+    second = positional[1]
+    if second.name != "trial":
+        raise ValueError(
+            f"{problem}the second parameter must be the trial, named 'trial' (got {second.name!r})"
+        )
+    extra = [p.name for p in positional[2:] if p.default is p.empty]
+    if extra:
+        raise ValueError(f"{problem}parameter {extra[0]!r} after 'trial' has no default")
+    return True
+
+
 def _import_module(spec: str):
     if spec.endswith(".py") or os.sep in spec:
         path = os.path.abspath(spec)
@@ -140,6 +183,10 @@ def load_problem(spec: str) -> Problem:
     run = getattr(module, "run", None)
     if not callable(run):
         raise ProblemLoadError(f"problem module {spec!r} must define a function `run(config)`")
+    try:
+        takes_trial(run)
+    except ValueError as err:
+        raise ProblemLoadError(f"problem module {spec!r}: {err}") from None
     try:
         problem.check()
     except ValueError as err:

@@ -1,14 +1,19 @@
-"""results.csv: the append-only log of finished evaluations, and reading it back.
+"""results.csv and steps.csv: the append-only logs of a search, and reading them back.
 
-One row per finished evaluation, written (flushed and fsynced) by the search loop before the
-optimizer hears of it. Columns: ``job_id``, ``p:<name>`` for every hyperparameter,
-``objective``, ``status``, ``worker``, ``host``, ``t_submit``, ``t_start``, ``t_end`` (seconds
-since the search started), ``m:<metric>`` for extra metrics, ``error``. A multi-objective run
-also fills ``objective_0``, ``objective_1``, ... (one per objective; ``objective`` holds the
-first, the primary one). A conditional
-hyperparameter that is inactive in a configuration has an empty cell.
+results.csv has one row per finished evaluation, written (flushed and fsynced) by the search
+loop before the optimizer hears of it. Columns: ``job_id``, ``p:<name>`` for every
+hyperparameter, ``objective``, ``status``, ``worker``, ``host``, ``t_submit``, ``t_start``,
+``t_end`` (seconds since the search started), ``m:<metric>`` for extra metrics, ``error``. A
+multi-objective run also fills ``objective_0``, ``objective_1``, ... (one per objective;
+``objective`` holds the first, the primary one). Trials add ``member`` and ``parent`` when a
+method uses populations or continues checkpoints, and ``step_start``, ``step_end`` and
+``stopped`` when runs report steps. A conditional hyperparameter that is inactive in a
+configuration has an empty cell.
 
-Beside it, ``submitted.jsonl`` journals every job handed to a worker, so that a search killed
+steps.csv has one row per report of a running trial: ``job_id``, ``step``, ``objective``,
+``t`` (seconds since the search started), ``m:<metric>``, ``error``.
+
+Beside them, ``submitted.jsonl`` journals every job handed to a worker, so that a search killed
 outright can be resumed with the jobs that were running when it died.
 """
 
@@ -28,9 +33,13 @@ import pandas as pd
 
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.space import Config, Space
+from hpsearch.trial import Report
 
 RESULTS_FILE = "results.csv"
+STEPS_FILE = "steps.csv"
 SUBMITTED_FILE = "submitted.jsonl"
+#: Longest time a report's row in steps.csv waits for an fsync.
+STEPS_FSYNC_SECONDS = 1.0
 PARAM_PREFIX = "p:"
 METRIC_PREFIX = "m:"
 OBJECTIVE_PREFIX = "objective_"
@@ -44,6 +53,15 @@ RECORD_COLUMNS = [
     "t_end",
     "handout_latency",
 ]
+#: Columns of trials that belong to a population or continue a checkpoint.
+LINEAGE_COLUMNS = ["member", "parent"]
+#: Columns of trials whose runs report steps.
+PROGRESS_COLUMNS = ["step_start", "step_end", "stopped"]
+#: Fields of a job beyond its id and configuration, journalled when they differ from the default.
+JOB_FIELDS = ("member", "parent", "step", "max_steps", "checkpoint_dir", "restore_from")
+
+
+_JOB_DEFAULTS = {k: Job.__dataclass_fields__[k].default for k in JOB_FIELDS}
 
 
 class ResultsError(ValueError):
@@ -66,6 +84,94 @@ def _drop_partial_last_line(path: str) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+class CsvTable:
+    """An append-only CSV file whose header widens (atomically) when rows bring new columns.
+
+    The header is ``head + extra + tail``: new columns join ``extra``, before ``tail``.
+    ``resume=True`` continues an existing file, whose extra columns are read from its header.
+    Rows are flushed to the operating system at once (a killed process loses none); with
+    ``fsync`` they reach the disk before :meth:`append` returns, or, with ``fsync_every``
+    seconds, at most that long after (and at :meth:`sync`).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        head: list[str],
+        tail: list[str],
+        fsync: bool = True,
+        resume: bool = False,
+        fsync_every: float = 0.0,
+    ) -> None:
+        self.path, self.head, self.tail, self.fsync = path, head, tail, fsync
+        self.fsync_every = fsync_every
+        self._synced_at = time.monotonic()
+        self._unsynced = False
+        self.extra: list[str] = []
+        if resume and os.path.exists(self.path):
+            _drop_partial_last_line(self.path)
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            self.extra = [c for c in header if c not in head and c not in tail]
+        else:
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.head, *self.extra, *self.tail]
+
+    def append(self, rows: Sequence[dict[str, Any]], new_columns: Iterable[str] = ()) -> None:
+        """Append ``rows`` (column -> value); durable on disk when this returns.
+
+        Keys not yet in the header become columns, ``new_columns`` first, in that order.
+        """
+        if not rows:
+            return
+        known = set(self.columns)
+        keys = {k for row in rows for k in row}
+        new = [c for c in new_columns if c in keys and c not in known]
+        new += sorted(keys - known - set(new))
+        if new:
+            self._widen(new)
+        buffer = io.StringIO()
+        columns = self.columns
+        csv.writer(buffer).writerows([_cell(row.get(c)) for c in columns] for row in rows)
+        with open(self.path, "a", newline="") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            self._unsynced = True
+            if self.fsync and time.monotonic() - self._synced_at >= self.fsync_every:
+                self._fsync(f.fileno())
+
+    def _fsync(self, fd: int) -> None:
+        os.fsync(fd)
+        self._synced_at, self._unsynced = time.monotonic(), False
+
+    def sync(self) -> None:
+        """Make every appended row durable on disk."""
+        if self.fsync and self._unsynced:
+            with open(self.path, "a") as f:
+                self._fsync(f.fileno())
+
+    def _widen(self, new: Sequence[str]) -> None:
+        """Rewrite the file with a wider header, atomically (rows are never at risk)."""
+        old_width = len(self.columns)
+        n_tail = len(self.tail)
+        self.extra += new
+        tmp = self.path + ".tmp"
+        with open(self.path, newline="") as src, open(tmp, "w", newline="") as dst:
+            reader, writer = csv.reader(src), csv.writer(dst)
+            next(reader, None)
+            writer.writerow(self.columns)
+            cut = old_width - n_tail
+            for row in reader:
+                writer.writerow(row[:cut] + [""] * len(new) + row[cut:])
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, self.path)
+
+
 class ResultsLog:
     """Appends finished evaluations to ``<output>/results.csv`` and journals submissions.
 
@@ -81,33 +187,34 @@ class ResultsLog:
         self.space = space
         self.fsync = fsync
         self.param_columns = [PARAM_PREFIX + n for n in space.names]
-        self.metric_columns: list[str] = []
         self.previous = pd.DataFrame()
         os.makedirs(output_dir, exist_ok=True)
-        if resume and os.path.exists(self.path):
-            self._open_existing()
-        elif os.path.exists(self.path):
+        resuming = resume and os.path.exists(self.path)
+        if os.path.exists(self.path) and not resuming:
             raise ResultsError(
                 f"{self.path} exists: pass --resume to continue it or choose another --output"
             )
+        if resuming:
+            self._check_header()
+        self.table = CsvTable(
+            self.path, ["job_id", *self.param_columns, *RECORD_COLUMNS], ["error"], fsync, resuming
+        )
+        if resuming:
+            self.previous = load_results(self.path)
+            if os.path.exists(self.submitted_path):
+                _drop_partial_last_line(self.submitted_path)
         else:
-            self._write_header()
             open(self.submitted_path, "w").close()
+        self.steps = StepsLog(output_dir, fsync=fsync, resume=resuming)
         elapsed = float(self.previous["t_end"].max()) if len(self.previous) else 0.0
         self.t0 = time.time() - (elapsed if math.isfinite(elapsed) else 0.0)
         self._submitted = open(self.submitted_path, "a")  # noqa: SIM115 (open for the log's lifetime)
 
     @property
     def columns(self) -> list[str]:
-        return ["job_id", *self.param_columns, *RECORD_COLUMNS, *self.metric_columns, "error"]
+        return self.table.columns
 
-    # ---- writing -----------------------------------------------------------------------
-    def _write_header(self) -> None:
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerow(self.columns)
-
-    def _open_existing(self) -> None:
-        _drop_partial_last_line(self.path)
+    def _check_header(self) -> None:
         with open(self.path, newline="") as f:
             header = next(csv.reader(f), [])
         params = [c for c in header if c.startswith(PARAM_PREFIX)]
@@ -116,17 +223,11 @@ class ResultsLog:
                 f"{self.path} was written for hyperparameters {[c[2:] for c in params]}, "
                 f"not this problem's {self.space.names}"
             )
-        self.metric_columns = [
-            c for c in header if c.startswith(METRIC_PREFIX) or c.startswith(OBJECTIVE_PREFIX)
-        ]
-        self.previous = load_results(self.path)
-        if os.path.exists(self.submitted_path):
-            _drop_partial_last_line(self.submitted_path)
 
-    def _row(self, result: Result) -> list[Any]:
+    def _row(self, result: Result) -> dict[str, Any]:
         job, out = result.job, result.outcome
         vector = out.objective if isinstance(out.objective, list) else []
-        values: dict[str, Any] = {
+        row: dict[str, Any] = {
             "job_id": job.job_id,
             **{PARAM_PREFIX + k: v for k, v in job.config.items()},
             "objective": vector[0] if vector else out.objective,
@@ -141,57 +242,31 @@ class ResultsLog:
             **{METRIC_PREFIX + k: v for k, v in out.metrics.items()},
             "error": " ".join(out.error.split()),  # one line per row, whatever the message
         }
-        return [_cell(values.get(c)) for c in self.columns]
+        if job.member is not None or job.parent is not None:
+            row.update(member=job.member, parent=job.parent)
+        if result.step_end is not None or job.step or out.stopped:
+            row.update(step_start=job.step, step_end=result.step_end, stopped=out.stopped)
+        return row
 
     def write(self, results: Iterable[Result]) -> None:
         """Append rows for ``results``; durable on disk when this returns."""
-        results = list(results)
-        new_metrics = sorted(
-            (
-                {METRIC_PREFIX + k for r in results for k in r.outcome.metrics}
-                | {
-                    f"{OBJECTIVE_PREFIX}{i}"
-                    for r in results
-                    if isinstance(r.objective, list)
-                    for i in range(len(r.objective))
-                }
-            )
-            - set(self.metric_columns)
+        self.table.append(
+            [self._row(r) for r in results], new_columns=[*LINEAGE_COLUMNS, *PROGRESS_COLUMNS]
         )
-        if new_metrics:
-            self._add_metric_columns(new_metrics)
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(self._row(r) for r in results)
-        with open(self.path, "a", newline="") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
-
-    def _add_metric_columns(self, new: Sequence[str]) -> None:
-        """Rewrite the file with a wider header, atomically (rows are never at risk)."""
-        old_width = len(self.columns)
-        self.metric_columns += new
-        tmp = self.path + ".tmp"
-        with open(self.path, newline="") as src, open(tmp, "w", newline="") as dst:
-            reader, writer = csv.reader(src), csv.writer(dst)
-            next(reader, None)
-            writer.writerow(self.columns)
-            for row in reader:
-                # metrics sit before the final "error" column
-                writer.writerow(row[: old_width - 1] + [""] * len(new) + row[old_width - 1 :])
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, self.path)
 
     def journal(self, jobs: Iterable[Job]) -> None:
         """Record jobs handed to workers (read back by :meth:`unfinished_jobs` on resume)."""
         for job in jobs:
-            self._submitted.write(json.dumps({"job_id": job.job_id, "config": job.config}) + "\n")
+            entry = {"job_id": job.job_id, "config": job.config}
+            entry.update(
+                {k: getattr(job, k) for k in JOB_FIELDS if getattr(job, k) != _JOB_DEFAULTS[k]}
+            )
+            self._submitted.write(json.dumps(entry) + "\n")
         self._submitted.flush()
 
     def close(self) -> None:
         self._submitted.close()
+        self.steps.close()
 
     # ---- reading back for resume ---------------------------------------------------------
     def finished(self) -> tuple[list[Config], list[Any]]:
@@ -236,10 +311,61 @@ class ResultsLog:
             for line in f:
                 entry = json.loads(line)
                 if entry["job_id"] not in done:
+                    fields = {k: entry[k] for k in JOB_FIELDS if k in entry}
                     jobs[entry["job_id"]] = Job(
-                        entry["job_id"], self.space.validate(entry["config"])
+                        entry["job_id"], self.space.validate(entry["config"]), **fields
                     )
         return list(jobs.values())
+
+
+class StepsLog:
+    """Appends trials' reports to ``<output>/steps.csv`` (the master is its only writer).
+
+    Reports can come hundreds of times a second, so rows reach the disk (fsync) at most
+    ``STEPS_FSYNC_SECONDS`` after they are written, and at :meth:`close`; a killed search
+    loses none, a node that crashes may lose that last second of reports.
+    """
+
+    def __init__(self, output_dir: str, fsync: bool = True, resume: bool = False) -> None:
+        self.path = os.path.join(output_dir, STEPS_FILE)
+        self.fsync, self.resume = fsync, resume
+        self.table: CsvTable | None = None  # the file is created by the first report
+
+    def write(self, reports: Sequence[Report], t0: float) -> None:
+        """Append one row per report, times relative to ``t0``; durable when this returns."""
+        if not reports:
+            return
+        if self.table is None:
+            head = ["job_id", "step", "objective", "t"]
+            self.table = CsvTable(
+                self.path, head, ["error"], self.fsync, self.resume, STEPS_FSYNC_SECONDS
+            )
+        self.table.append(
+            [
+                {
+                    "job_id": r.job_id,
+                    "step": r.step,
+                    "objective": r.objective,
+                    "t": r.time - t0,
+                    **{METRIC_PREFIX + k: v for k, v in r.metrics.items()},
+                    "error": r.error,
+                }
+                for r in reports
+            ]
+        )
+
+    def close(self) -> None:
+        if self.table is not None:
+            self.table.sync()
+
+
+def load_steps(path: str) -> pd.DataFrame:
+    """Read a steps.csv (or the directory holding one) into a DataFrame (empty when absent)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, STEPS_FILE)
+    if not os.path.exists(path):
+        return pd.DataFrame(columns=["job_id", "step", "objective", "t", "error"])
+    return _read_csv(path)
 
 
 def configs_from_frame(df: pd.DataFrame, space: Space) -> list[Config]:
@@ -266,6 +392,11 @@ def load_results(path: str) -> pd.DataFrame:
     """
     if os.path.isdir(path):
         path = os.path.join(path, RESULTS_FILE)
+    return _read_csv(path, dtype={"error": str, "host": str, "status": str})
+
+
+def _read_csv(path: str, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A CSV log as a DataFrame: empty cells are NaN, a last line cut short is ignored."""
     with open(path, newline="") as f:
         text = f.read()
     if text and not text.endswith("\n"):
@@ -274,7 +405,7 @@ def load_results(path: str) -> pd.DataFrame:
         io.StringIO(text),
         keep_default_na=False,
         na_values=[""],
-        dtype={"error": str, "host": str, "status": str},
+        dtype={"error": str, **(dtype or {})},
     )
     if "error" in df:
         df["error"] = df["error"].fillna("")

@@ -27,11 +27,14 @@ class SuggestionBuffer:
 
     The loop calls :meth:`keep_ready` (how many suggestions to hold), :meth:`take`,
     :meth:`tell` and :meth:`forget`; nothing else may touch the optimizer until
-    :meth:`close` returns (which also applies every result still queued).
+    :meth:`close` returns (which also applies every result still queued). With
+    ``background=False`` (a simulation, where the master's time is counted on a virtual
+    clock) the same calls ask and learn at once, in the caller's thread.
     """
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(self, optimizer: Optimizer, background: bool = True) -> None:
         self.optimizer = optimizer
+        self.background = background
         #: seconds of the last round of learning and asking: reports keep coming meanwhile
         self.round_seconds = 0.0
         self._cond = threading.Condition()
@@ -41,7 +44,8 @@ class SuggestionBuffer:
         self._closed = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="hpsearch-optimizer", daemon=True)
-        self._thread.start()
+        if background:
+            self._thread.start()
 
     # ---- called by the search loop ---------------------------------------------------------
     @property
@@ -50,6 +54,14 @@ class SuggestionBuffer:
 
     def keep_ready(self, n: int) -> None:
         """Hold ``n`` suggestions ready (asked, pending in the optimizer)."""
+        if not self.background:
+            self._apply(self._inbox)
+            self._inbox = []
+            if n > len(self._ready):
+                t0 = time.perf_counter()
+                self._ready.extend(self.optimizer.ask(n - len(self._ready)))
+                self.round_seconds = time.perf_counter() - t0
+            return
         with self._cond:
             self._raise_if_failed()
             if n != self._want:
@@ -79,7 +91,8 @@ class SuggestionBuffer:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+        if self.background:
+            self._thread.join()
         self._raise_if_failed()
         self.optimizer.forget(list(self._ready))
         self._ready.clear()

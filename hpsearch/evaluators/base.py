@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Collection
+
 from hpsearch.evaluation import Job, Result
+from hpsearch.trial import Report
+
+#: Takes the reports that arrived (in the order each job made them) and returns the ids of
+#: the jobs the search asks to stop.
+ReportHandler = Callable[[list[Report]], Collection[int]]
 
 
 class Evaluator:
@@ -11,10 +19,26 @@ class Evaluator:
     Close to ``concurrent.futures`` with ``FIRST_COMPLETED``: :meth:`submit` while
     :attr:`n_free` > 0, then :meth:`wait` for whatever finishes first. Use as a context
     manager, or call :meth:`shutdown`.
+
+    Reports of running trials go to :attr:`report_handler` as they arrive (inside
+    :meth:`wait`, or inside the run itself for in-process evaluation), always before the
+    result of the job that made them; the jobs it names are asked to stop.
     """
 
     #: Number of workers, i.e. of jobs that can run at once.
     n_workers: int
+    #: Set by the search loop; without one, reports are dropped and nothing is stopped.
+    report_handler: ReportHandler | None = None
+
+    def handle_reports(self, reports: list[Report]) -> set[int]:
+        """Pass ``reports`` to the handler; the ids of the jobs to stop."""
+        if not reports or self.report_handler is None:
+            return set()
+        return set(self.report_handler(reports))
+
+    def now(self) -> float:
+        """The evaluator's clock: wall-clock seconds (virtual seconds in a simulation)."""
+        return time.time()
 
     @property
     def n_busy(self) -> int:

@@ -5,6 +5,10 @@ from the parent, no forked threads). The child imports the problem once, by its 
 then evaluates the jobs it is sent over a pipe, one at a time. A child that dies (segfault,
 ``os.abort``, out of memory) or runs past the evaluation timeout is replaced by a fresh one;
 the job becomes a FAILED or TIMEOUT result and the caller carries on.
+
+Over the pipe the parent sends jobs, ``(STOP_TRIAL, job_id)`` decisions and ``None`` (leave);
+the child sends its readiness, ``(REPORT, Report)`` for each trial report and one
+:class:`~hpsearch.evaluation.Outcome` per job, in that order.
 """
 
 from __future__ import annotations
@@ -19,9 +23,28 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from hpsearch.evaluation import FAILED, TIMEOUT, Job, Outcome, evaluate
+from hpsearch.trial import Report
 
-_READY = "ready"
+READY, REPORT, STOP_TRIAL = "ready", "report", "stop-trial"
 _context = multiprocessing.get_context("spawn")
+
+
+class PipeChannel:
+    """A trial's channel in the child: reports go up the pipe, stop decisions come down it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.stops: set[int] = set()
+
+    def send(self, report: Report) -> None:
+        self.conn.send((REPORT, report))
+
+    def stop_requested(self, job_id: int) -> bool:
+        while self.conn.poll():
+            message = self.conn.recv()
+            if isinstance(message, tuple) and message[0] == STOP_TRIAL:
+                self.stops.add(message[1])
+        return job_id in self.stops
 
 
 def _child_main(conn: Connection, source: str, env: dict[str, str]) -> None:
@@ -33,11 +56,12 @@ def _child_main(conn: Connection, source: str, env: dict[str, str]) -> None:
     message = ""
     try:
         run: Any = load_problem(source).run
-        conn.send((_READY, None))
+        conn.send((READY, None))
     except Exception as err:
         message = f"problem {source!r} failed to load in the worker: {err}"
-        conn.send((_READY, message))
+        conn.send((READY, message))
         run = None
+    channel = PipeChannel(conn)
     while True:
         try:
             job = conn.recv()
@@ -45,11 +69,14 @@ def _child_main(conn: Connection, source: str, env: dict[str, str]) -> None:
             return
         if job is None:
             return
+        if isinstance(job, tuple):  # a stop decision that came after its job had finished
+            continue
         if run is None:
             now = time.time()
             conn.send(Outcome(FAILED, error=message, t_start=now, t_end=now))
         else:
-            conn.send(evaluate(run, job.config))
+            channel.stops.clear()
+            conn.send(evaluate(run, job, channel))
 
 
 def _describe_exit(code: int | None) -> str:
@@ -77,6 +104,8 @@ class IsolatedRunner:
         self.job: Job | None = None
         self.job_sent_at = math.nan
         self.ready = False
+        #: Reports received from the running job and not yet taken (see :meth:`take_reports`).
+        self.reports: list[Report] = []
         self._start()
 
     def _start(self) -> None:
@@ -114,8 +143,22 @@ class IsolatedRunner:
         self.job_sent_at = time.time()
         self.conn.send(job)
 
+    def stop_trial(self, job_id: int) -> None:
+        """Ask the running job to stop (its next report returns True)."""
+        if self.job is not None and self.job.job_id == job_id and not self.conn.closed:
+            with contextlib.suppress(OSError):
+                self.conn.send((STOP_TRIAL, job_id))
+
+    def take_reports(self) -> list[Report]:
+        """The reports received since the last call, in the order they were made."""
+        reports, self.reports = self.reports, []
+        return reports
+
     def collect(self) -> Outcome | None:
-        """The outcome of the running job if it has one now (finished, crashed or timed out)."""
+        """The outcome of the running job if it has one now (finished, crashed or timed out).
+
+        Reports that arrived meanwhile are kept for :meth:`take_reports`.
+        """
         if self.job is None:
             return None
         while self.conn.poll():
@@ -123,8 +166,11 @@ class IsolatedRunner:
                 message = self.conn.recv()
             except (EOFError, OSError):
                 break
-            if isinstance(message, tuple) and message[0] == _READY:
+            if isinstance(message, tuple) and message[0] == READY:
                 self.ready, self.ready_at = True, time.time()
+                continue
+            if isinstance(message, tuple) and message[0] == REPORT:
+                self.reports.append(message[1])
                 continue
             self.job = None
             return message

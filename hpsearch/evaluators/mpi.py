@@ -3,9 +3,13 @@
 This is the only module that imports mpi4py (importing ``mpi4py.MPI`` initialises MPI), and
 only a process started by an MPI launcher imports it. Messages are small pickled objects:
 
-- master -> worker: ``TAG_JOB`` (a :class:`~hpsearch.evaluation.Job`), ``TAG_CANCEL`` (kill the
-  running evaluation and report it), ``TAG_STOP`` (leave the serve loop);
-- worker -> master: ``TAG_RESULT`` (``(job_id, Outcome, host)``), exactly one per job.
+- master -> worker: ``TAG_JOB`` (a :class:`~hpsearch.evaluation.Job`), ``TAG_STOP_TRIAL`` (a
+  job id: the search asks that trial to stop), ``TAG_CANCEL`` (kill the running evaluation and
+  report it), ``TAG_STOP`` (leave the serve loop);
+- worker -> master: ``TAG_REPORT`` (a list of :class:`~hpsearch.trial.Report` of the running
+  job), ``TAG_RESULT`` (``(job_id, Outcome, host)``), exactly one per job, after its reports.
+
+The master probes for any tag, so it receives each worker's messages in the order sent.
 
 Nobody blocks inside MPI: MPICH's blocking calls spin, and tests run more ranks than cores.
 Ranks poll with ``Iprobe`` and sleep between polls, backing off to a few milliseconds.
@@ -31,8 +35,9 @@ from hpsearch.evaluators.base import Evaluator  # noqa: E402
 from hpsearch.evaluators.isolation import IsolatedRunner  # noqa: E402
 from hpsearch.evaluators.serial import SerialEvaluator  # noqa: E402
 from hpsearch.placement import thread_environment, worker_environment  # noqa: E402
+from hpsearch.trial import Report  # noqa: E402
 
-TAG_JOB, TAG_RESULT, TAG_CANCEL, TAG_STOP = 11, 12, 13, 14
+TAG_JOB, TAG_RESULT, TAG_CANCEL, TAG_STOP, TAG_REPORT, TAG_STOP_TRIAL = 11, 12, 13, 14, 15, 16
 MASTER = 0
 #: Polling back-off: first sleep and longest sleep between two polls, in seconds.
 MIN_POLL, MAX_POLL = 1e-4, 2e-3
@@ -111,27 +116,40 @@ class MPIEvaluator(Evaluator):
         self.jobs[rank] = job
         self.comm.send(job, dest=rank, tag=TAG_JOB)
 
-    def _receive(self) -> list[Result]:
-        results = []
+    def _receive(self) -> tuple[list[Result], int]:
+        """Results that arrived, and how many reports were handled on the way."""
+        results: list[Result] = []
+        reports: list[Report] = []
         status = MPI.Status()
-        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_RESULT, status=status):
-            rank = status.Get_source()
-            job_id, outcome, host = self.comm.recv(source=rank, tag=TAG_RESULT)
+        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+            rank, tag = status.Get_source(), status.Get_tag()
+            message = self.comm.recv(source=rank, tag=tag)
+            if tag == TAG_REPORT:
+                reports += message
+                continue
+            job_id, outcome, host = message
             self.reported_at[rank] = time.time()
             job = self.jobs.pop(rank)
             assert job.job_id == job_id, (job.job_id, job_id)
             self.idle.append(rank)
             results.append(Result(job, outcome, worker=rank, host=host))
-        return results
+        stops = self.handle_reports(reports)
+        if stops:
+            for rank, job in self.jobs.items():
+                if job.job_id in stops:
+                    self.comm.send(job.job_id, dest=rank, tag=TAG_STOP_TRIAL)
+        return results, len(reports)
 
     def wait(self, timeout: float | None = None) -> list[Result]:
         end = math.inf if timeout is None else time.time() + timeout
         backoff = _Backoff()
         while True:
-            results = self._receive()
+            results, n_reports = self._receive()
             now = time.time()
             if results or not self.jobs or now >= end:
                 return results
+            if n_reports:
+                backoff.reset()  # a reporting worker may finish its job any moment
             backoff.sleep(end - now)
 
     def cancel_all(self) -> list[Result]:
@@ -171,16 +189,23 @@ def _receive_control(comm: Any, backoff: _Backoff | None) -> tuple[int, Any]:
 
 
 def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Outcome, bool]:
-    """Run ``job`` in the runner's child, watching for control messages.
+    """Run ``job`` in the runner's child, forwarding its reports and watching for control
+    messages.
 
     Returns the outcome and whether the master asked this worker to stop.
     """
     runner.submit(job)
     while True:
         outcome = runner.collect()
+        reports = runner.take_reports()
+        if reports:
+            comm.send(reports, dest=MASTER, tag=TAG_REPORT)
         if outcome is not None:
             return outcome, False
-        tag, _ = _receive_control(comm, None)
+        tag, message = _receive_control(comm, None)
+        while tag == TAG_STOP_TRIAL:
+            runner.stop_trial(message)
+            tag, message = _receive_control(comm, None)
         if tag in (TAG_CANCEL, TAG_STOP):
             runner.cancel()
             now = time.time()
@@ -223,12 +248,12 @@ def serve(
             if tag == TAG_STOP:
                 return
             if tag != TAG_JOB:
-                continue  # a cancel that crossed our last result: nothing is running
+                continue  # a cancel or stop that crossed our last result: nothing is running
             stop = False
             if runner is not None:
                 outcome, stop = _evaluate_isolated(comm, runner, job)
             else:
-                local = local or _in_process_evaluator(source, eval_timeout)
+                local = local or _in_process_evaluator(comm, source, eval_timeout)
                 local.submit(job)
                 outcome = local.wait()[0].outcome
             comm.send((job.job_id, outcome, HOST), dest=MASTER, tag=TAG_RESULT)
@@ -239,9 +264,24 @@ def serve(
             runner.close()
 
 
-def _in_process_evaluator(source: str, eval_timeout: float | None) -> SerialEvaluator:
-    """An evaluator running the problem in this rank (``--no-isolation``); if the problem
-    cannot load here, every job fails with the reason."""
+def _forward_reports(comm: Any) -> Any:
+    """A report handler for a run in this rank: send the reports to the master, and answer
+    with the stop decisions that have arrived so far."""
+
+    def forward(reports: list[Report]) -> set[int]:
+        comm.send(reports, dest=MASTER, tag=TAG_REPORT)
+        stops = set()
+        status = MPI.Status()
+        while comm.Iprobe(source=MASTER, tag=TAG_STOP_TRIAL, status=status):
+            stops.add(comm.recv(source=MASTER, tag=TAG_STOP_TRIAL))
+        return stops
+
+    return forward
+
+
+def _in_process_evaluator(comm: Any, source: str, eval_timeout: float | None) -> SerialEvaluator:
+    """An evaluator running the problem in this rank (``--no-isolation``), its reports sent to
+    the master; if the problem cannot load here, every job fails with the reason."""
     from hpsearch.problem import load_problem
 
     try:
@@ -253,4 +293,6 @@ def _in_process_evaluator(source: str, eval_timeout: float | None) -> SerialEval
             raise RuntimeError(message)
 
     assert run is not None
-    return SerialEvaluator(run, eval_timeout)
+    evaluator = SerialEvaluator(run, eval_timeout)
+    evaluator.report_handler = _forward_reports(comm)
+    return evaluator

@@ -65,14 +65,17 @@ class ProcessEvaluator(Evaluator):
             if job is None:
                 continue
             outcome = runner.collect()
+            stops = self.handle_reports(runner.take_reports())
             if outcome is not None:
                 self.reported_at[slot] = time.time()
                 results.append(Result(job, outcome, worker=slot, host=HOST))
+            elif job.job_id in stops:
+                runner.stop_trial(job.job_id)
         return results
 
     def cancel_all(self) -> list[Result]:
+        results = self._collect()  # what finished (and was reported) meanwhile is kept
         now = time.time()
-        results = []
         for slot, runner in enumerate(self.runners):
             if runner.job is not None:
                 job = runner.job

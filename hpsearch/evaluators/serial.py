@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from hpsearch.evaluation import CANCELLED, HOST, TIMEOUT, Job, Outcome, Result, evaluate
 from hpsearch.evaluators.base import Evaluator
 from hpsearch.problem import RunFunction
+from hpsearch.trial import Report
 
 
 class _EvalTimeout(BaseException):
@@ -37,11 +38,26 @@ def _alarm(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+class _HandlerChannel:
+    """Reports of an in-process run go straight to the evaluator's report handler."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        self.stops: set[int] = set()
+
+    def send(self, report: Report) -> None:
+        self.stops |= self.evaluator.handle_reports([report])
+
+    def stop_requested(self, job_id: int) -> bool:
+        return job_id in self.stops
+
+
 class SerialEvaluator(Evaluator):
     """Evaluate ``run`` in this process, one job at a time, when :meth:`wait` is called.
 
     Nothing is isolated: a crash in ``run`` ends the process. ``eval_timeout`` interrupts
     Python code with SIGALRM (in the main thread only), not code stuck inside a C extension.
+    A trial's reports reach the report handler during the run, so its answer is immediate.
     """
 
     n_workers = 1
@@ -67,7 +83,7 @@ class SerialEvaluator(Evaluator):
         t_start = time.time()
         try:
             with _alarm(self.eval_timeout):
-                outcome = evaluate(self.run, job.config)
+                outcome = evaluate(self.run, job, _HandlerChannel(self))
         except _EvalTimeout:
             outcome = Outcome(
                 TIMEOUT,

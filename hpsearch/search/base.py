@@ -61,6 +61,7 @@ class Optimizer:
         self.weights_: np.ndarray | None = None  # scalarisation weights of the current ask
         self.pending_: dict[tuple, np.ndarray] = {}
         self.seen_: set[tuple] = set()
+        self.n_asks_ = 0  # calls of ask() that proposed something
         self._warned_exhausted = False
 
     # ---- public API --------------------------------------------------------------------
@@ -70,6 +71,7 @@ class Optimizer:
             raise ValueError(f"ask() needs a count n >= 0, but got {n!r}")
         if n == 0:
             return []
+        self.n_asks_ += 1
         k = self.n_objectives
         if k > 1:
             self.weights_ = self.rng.dirichlet(np.ones(k))
