@@ -287,7 +287,7 @@ class Search:
         flag: dict[str, Any] = {}
         clock = self.evaluator.now
         t_start = clock()
-        background = not getattr(self.evaluator, "virtual", False)
+        background = not self.evaluator.virtual
         self.scheduler.open(background)
         self.evaluator.report_handler = self._on_reports
         try:

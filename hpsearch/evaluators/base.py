@@ -29,6 +29,9 @@ class Evaluator:
     n_workers: int
     #: Set by the search loop; without one, reports are dropped and nothing is stopped.
     report_handler: ReportHandler | None = None
+    #: True when :meth:`now` is not wall-clock time (a simulation): the loop then prepares
+    #: trials in its own thread, so its work is counted on that clock, in a fixed order.
+    virtual: bool = False
 
     def handle_reports(self, reports: list[Report]) -> set[int]:
         """Pass ``reports`` to the handler; the ids of the jobs to stop."""
