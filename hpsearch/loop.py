@@ -150,6 +150,7 @@ class Search:
         self.report_times: list[float] = []  # when results arrived, for the report rate
         self.stopping = False  # set once a stopping rule fired: no new work goes out
         self.best_objective: float | None = None  # primary objective, problem's direction
+        self.best_config: Config | None = None
         self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
         self.last_step: dict[int, object] = {}  # job id -> last valid step it reported
         self.with_trials = self.problem.run is not None and takes_trial(self.problem.run)
@@ -245,7 +246,7 @@ class Search:
             if r.status != DONE or value is None:
                 continue
             if self.best_objective is None or self.problem.sign * (value - self.best_objective) < 0:
-                self.best_objective = value
+                self.best_objective, self.best_config = value, r.config
 
     def _value(self, result: Result) -> float:
         """The primary objective of ``result`` to minimise (NaN when it has none)."""
@@ -272,12 +273,13 @@ class Search:
         if self.with_trials:
             for r in results:
                 r.checkpoint = self.checkpoints.finished(r, self._value(r))
+        self.scheduler.finished(results)
+        if self.with_trials:
             needed = {*self.scheduler.needed_checkpoints()}
             needed |= {
                 j.parent for j in [*self.running.values(), *self.rerun] if j.parent is not None
             }
             self.checkpoints.prune(needed)
-        self.scheduler.finished(results)
         for r in results:
             if r.status != DONE:
                 log.info("job %d %s: %s", r.job.job_id, r.status, r.outcome.error)
@@ -316,6 +318,8 @@ class Search:
             self._show(force=True)
             self.progress.close()
         best = self.scheduler.best()
+        if best is None and self.best_config is not None and self.best_objective is not None:
+            best = (self.best_config, self.best_objective)
         return SearchOutcome(
             n_finished=self.n_finished,
             n_failed=self.n_failed,

@@ -81,7 +81,8 @@ class Scheduler:
         return False
 
     def best(self) -> tuple[Config, float] | None:
-        """The best finished configuration and its objective (problem's direction), if any."""
+        """The best configuration and its objective (problem's direction), if the method
+        knows better than the loop, which otherwise reports the best result of this run."""
         return None
 
     def close(self) -> None:

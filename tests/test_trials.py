@@ -134,7 +134,9 @@ def test_a_scheduler_continues_a_job_from_its_checkpoint_as_if_uninterrupted(tmp
         assert json.loads(marker.read_text()) == {"step": step}
 
 
-def test_a_stop_decision_ends_the_run_early_and_is_recorded(tmp_path):
+def test_a_stop_decision_ends_the_run_early_and_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_STEPPER_SLEEP", "0.1")  # far longer than a message round trip
+    monkeypatch.setenv("HPSEARCH_STEPPER_STEPS", "10")
     problem = load_problem(STEPPER)
     scheduler = Planned(problem, [TrialPlan({"rate": 0.5, "x": 0.1})])
     scheduler.stop_after = 2
@@ -353,3 +355,27 @@ def test_a_run_with_a_second_parameter_that_is_not_a_trial_is_rejected(tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "the second parameter must be the trial, named 'trial' (got 'epochs')" in proc.stderr
+
+
+def test_the_worked_example_of_docs_trials_md_runs_as_described(tmp_path):
+    from hpsearch.search import RandomSearch
+
+    text = open(os.path.join(ROOT, "docs", "trials.md")).read()
+    blocks = text.split("```python\n")
+    (code,) = [b.split("```")[0] for b in blocks if "class ContinueBest" in b]
+    namespace: dict = {}
+    exec(code, namespace)
+    problem = load_problem(STEPPER)
+    assert problem.run is not None
+    scheduler = namespace["ContinueBest"](RandomSearch(problem, seed=0))
+    outcome = search(tmp_path, scheduler, SerialEvaluator(problem.run), keep_checkpoints=0)
+    assert outcome.stopped_by == "exhausted"
+    df = load_results(str(tmp_path)).set_index("job_id")
+    short, continued = df[df["parent"].isna()], df[df["parent"].notna()]
+    assert len(short) == 8 and (short["step_end"] == 2).all()
+    assert len(continued) == 4 and (continued["step_start"] == 2).all()
+    assert (continued["step_end"] == 6).all()
+    best_half = short["objective"].nsmallest(4).index
+    assert sorted(continued["parent"].astype(int)) == sorted(best_half)
+    # with keep_checkpoints=0 only what a trial still needed survived, and nothing is left
+    assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")

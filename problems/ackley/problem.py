@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,13 +40,51 @@ def _sleep_range() -> tuple[float, float] | None:
     return low_s, high_s
 
 
-def make_run() -> Callable[[dict], float]:
-    sleep = _sleep_range()
+def _report_interval() -> float | None:
+    text = os.environ.get("HPSEARCH_ACKLEY_REPORT", "").strip()
+    if not text:
+        return None
+    seconds = float(text)
+    if not seconds > 0:
+        raise ValueError(f"HPSEARCH_ACKLEY_REPORT must be seconds > 0, got {text!r}")
+    return seconds
 
-    def run(config: dict) -> float:
+
+def make_run() -> Callable[..., Any]:
+    """The run function: ``run(config)``, or ``run(config, trial)`` when it reports.
+
+    With a report interval, the sleep is cut into steps of that length, each followed by a
+    report; the run returns the cost of its ``trial.report`` calls as metrics
+    (``report_median_us``, ``report_p99_us``).
+    """
+    sleep = _sleep_range()
+    interval = _report_interval()
+
+    def value(config: dict) -> float:
         x = np.array([v for k, v in sorted(config.items(), key=lambda kv: int(kv[0][1:]))])
-        if sleep is not None:
-            time.sleep(random.uniform(*sleep))
         return ackley(x)
 
-    return run
+    def run(config: dict) -> float:
+        if sleep is not None:
+            time.sleep(random.uniform(*sleep))
+        return value(config)
+
+    def run_reporting(config: dict, trial: Any = None) -> dict:
+        assert interval is not None
+        objective = value(config)
+        end = time.time() + (random.uniform(*sleep) if sleep is not None else interval)
+        costs, step = [], 0
+        while time.time() < end:
+            time.sleep(min(interval, max(0.0, end - time.time())))
+            step += 1
+            if trial is not None:
+                t = time.perf_counter()
+                trial.report(step, objective * (1 + 1 / step))
+                costs.append(time.perf_counter() - t)
+        return {
+            "objective": objective,
+            "report_median_us": 1e6 * float(np.median(costs)) if costs else math.nan,
+            "report_p99_us": 1e6 * float(np.percentile(costs, 99)) if costs else math.nan,
+        }
+
+    return run if interval is None else run_reporting
