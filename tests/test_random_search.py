@@ -1,5 +1,3 @@
-import math
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -32,19 +30,6 @@ def test_random_search_covers_the_space_uniformly():
     assert stats.chisquare(act_counts).pvalue > 1e-3
 
 
-def test_ask_returns_typed_distinct_configs_and_tracks_pending():
-    opt = RandomSearch(make_problem(), seed=1)
-    configs = opt.ask(8)
-    assert len(configs) == 8
-    assert len({tuple(sorted(c.items())) for c in configs}) == 8
-    assert all(isinstance(c["k"], int) and isinstance(c["x"], float) for c in configs)
-    assert opt.n_pending == 8
-    opt.tell(configs[:3], [0.5, None, math.nan])
-    assert opt.n_pending == 5 and opt.n_told == 3
-    config, objective = opt.best()
-    assert config == configs[0] and objective == 0.5
-
-
 def test_tell_applies_the_direction_once():
     for direction, expected in (("maximize", 3.0), ("minimize", 1.0)):
         problem = make_problem()
@@ -54,27 +39,6 @@ def test_tell_applies_the_direction_once():
         opt.tell(configs, [1.0, 3.0, 2.0])
         assert opt.best()[1] == expected
         assert opt._targets().min() == problem.sign * expected
-
-
-def test_same_seed_same_configs():
-    a, b = RandomSearch(make_problem(), seed=7), RandomSearch(make_problem(), seed=7)
-    assert a.ask(5) == b.ask(5)
-
-
-def test_constraints_are_never_violated():
-    problem = make_problem()
-    problem.add_constraint(lambda c: c["x"] + c["k"] <= 5)
-    configs = RandomSearch(problem, seed=3).ask(500)
-    assert all(c["x"] + c["k"] <= 5 for c in configs)
-
-
-def test_defaults_are_asked_first():
-    problem = Problem("p")
-    problem.add_hyperparameter("momentum", (0.0, 0.99), default=0.9)
-    problem.add_hyperparameter("act", ["relu", "tanh"], default="tanh")
-    problem.add_hyperparameter("n", (1, 9))
-    first = RandomSearch(problem, seed=0).ask(2)[0]
-    assert first == {"momentum": 0.9, "act": "tanh", "n": 5}
 
 
 def test_a_finite_space_is_exhausted_before_anything_repeats():

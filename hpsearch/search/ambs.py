@@ -118,7 +118,8 @@ class AMBS(Optimizer):
             if self._finite_count() >= 2:
                 found = np.vstack([found, self._model_points(n - len(found), found)])
             else:
-                found = np.vstack([found, self._sample_new(n - len(found))])
+                taken = set(self.space.keys(self.space.decode(found)))
+                found = np.vstack([found, self._sample_new(n - len(found), exclude=taken)])
         return found
 
     def _finite_count(self) -> int:
@@ -168,8 +169,8 @@ class AMBS(Optimizer):
         chosen = self._choose(candidates, n, y)
         picked = candidates[chosen]
         if len(picked) < n:  # tiny or exhausted space: whatever new points remain
-            self.seen_.update(self.space.keys(self.space.decode(picked)))
-            picked = np.vstack([picked, self._sample_new(n - len(picked))])
+            exclude |= set(self.space.keys(self.space.decode(picked)))
+            picked = np.vstack([picked, self._sample_new(n - len(picked), exclude=exclude)])
         return picked
 
     def _choose(self, candidates: np.ndarray, n: int, y: np.ndarray) -> list[int]:

@@ -193,22 +193,27 @@ class Optimizer:
                 break
         return self.space.encode([configs[i] for i in keep])
 
-    def _sample_new(self, n: int, method: str = "random") -> np.ndarray:
-        """Draw ``n`` feasible, unseen, distinct canonical points (random/LHS/Sobol design).
+    def _sample_new(
+        self, n: int, method: str = "random", exclude: set[tuple] | None = None
+    ) -> np.ndarray:
+        """Draw ``n`` feasible, unseen, distinct canonical points (random/LHS/Sobol design),
+        none of them among the keys in ``exclude`` (points already picked for this ask).
 
         The very first point asked is the problem's default configuration when it declares
         defaults, as a user who gives defaults expects them to be tried.
         """
+        exclude = exclude or set()
         found = np.zeros((0, len(self.space)))
         if self.space.has_defaults and not self.seen_:
-            found = self._filter_new_feasible(self.space.encode([self.space.default_config()]))
+            default = self.space.encode([self.space.default_config()])
+            found = self._filter_new_feasible(default, exclude=exclude)
         draws = 0
         while len(found) < n:
             want = n - len(found)
             batch = self.space.sample_unit(want if not draws else max(want, 16), self.rng, method)
             draws += len(batch)
             method = "random"  # a design is drawn once; top up with random points
-            taken = set(self.space.keys(self.space.decode(found)))
+            taken = set(self.space.keys(self.space.decode(found))) | exclude
             found = np.vstack([found, self._filter_new_feasible(batch, want, exclude=taken)])
             if len(found) < n and draws > self.max_draws_per_point * n:
                 found = np.vstack([found, self._fallback(n - len(found))])
