@@ -107,6 +107,10 @@ class MPIEvaluator(Evaluator):
     def running(self) -> list[Job]:
         return list(self.jobs.values())
 
+    @property
+    def n_busy(self) -> int:
+        return len(self.jobs)
+
     def submit(self, job: Job) -> None:
         if not self.idle:
             raise RuntimeError("no free worker: wait() for a result before submitting more jobs")

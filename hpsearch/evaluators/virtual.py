@@ -76,6 +76,7 @@ class VirtualEvaluator(Evaluator):
         self._free = list(range(n_workers))  # a heap: the lowest free worker gets work
         self._running: list[_Running] = []  # a heap on end time, then job id
         self._left_at = math.nan  # the clock starts at the first call
+        self._has_reports = False  # set once a run reported
 
     # ---- the clock -----------------------------------------------------------------------
     def _enter(self) -> None:
@@ -100,6 +101,10 @@ class VirtualEvaluator(Evaluator):
     def running(self) -> list[Job]:
         return [r.result.job for r in self._running]
 
+    @property
+    def n_busy(self) -> int:
+        return len(self._running)
+
     def submit(self, job: Job) -> None:
         self._enter()
         try:
@@ -119,6 +124,7 @@ class VirtualEvaluator(Evaluator):
             raise ValueError(f"the duration model gave {seconds!r} seconds for {job.config}")
         start = job.t_submit = self._now
         reports = channel.sent
+        self._has_reports = self._has_reports or bool(reports)
         for i, report in enumerate(reports):
             report.time = start + seconds * (i + 1) / len(reports)
         if self.eval_timeout is not None and seconds > self.eval_timeout:
@@ -150,6 +156,8 @@ class VirtualEvaluator(Evaluator):
 
     def _deliver_reports(self, until: float) -> None:
         """Hand the reports made by ``until`` to the handler, in time order; apply stops."""
+        if not self._has_reports:
+            return  # runs that never report: nothing to scan
         due = sorted(
             (r for job in self._running for r in job.reports if r.time <= until),
             key=lambda r: r.time,
