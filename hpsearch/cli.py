@@ -12,93 +12,30 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
+from hpsearch.arguments import (
+    EXIT_USAGE,
+    ArgumentParser,
+    UsageError,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from hpsearch.methods import Method, get_method, method_names
 from hpsearch.problem import Problem, ProblemLoadError, load_problem
-from hpsearch.search.base import Optimizer
 
 if TYPE_CHECKING:
     from hpsearch.evaluators.base import Evaluator
     from hpsearch.loop import SearchOutcome
+    from hpsearch.space import Space
 
 SearchRunner = Callable[["Evaluator"], "SearchOutcome"]
 
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad command-line input: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-@dataclass(frozen=True)
-class Method:
-    """A search method the command line can run."""
-
-    name: str
-    description: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    build: Callable[[Problem, argparse.Namespace], Optimizer]
-
-
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def _build_random(problem: Problem, args: argparse.Namespace) -> Optimizer:
-    from hpsearch.search.random import RandomSearch
-
-    return RandomSearch(problem, seed=args.seed)
-
-
-def _ambs_arguments(parser: argparse.ArgumentParser) -> None:
-    from hpsearch.search.ambs import add_arguments
-
-    add_arguments(parser)
-
-
-def _build_ambs(problem: Problem, args: argparse.Namespace) -> Optimizer:
-    from hpsearch.search.ambs import build
-
-    return build(problem, args)
-
-
-def methods() -> dict[str, Method]:
-    """The search methods available as ``python -m hpsearch.<name>``."""
-    return {
-        "rs": Method("rs", "random search", _no_arguments, _build_random),
-        "ambs": Method("ambs", "asynchronous model-based search", _ambs_arguments, _build_ambs),
-    }
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
 
 def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentParser:
-    parser = _Parser(
+    """The parser of ``python -m hpsearch.<method>``: the common flags and the method's own."""
+    parser = ArgumentParser(
         prog=prog or f"python -m hpsearch.{method.name}",
         description=f"Run a {method.description} on a problem, locally or under mpirun.",
     )
@@ -107,7 +44,7 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
     )
     parser.add_argument(
         "--max-evals",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=100,
         help="finished evaluations to reach (default 100)",
     )
@@ -116,20 +53,20 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=os.cpu_count() or 1,
         help="local worker processes (default: number of cores)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed of the search")
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="wall-clock seconds before the search stops",
     )
     parser.add_argument(
         "--eval-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="seconds one evaluation may take before it is killed",
     )
@@ -155,17 +92,23 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
     )
     parser.add_argument(
         "--gpus-per-node",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help="under MPI, bind each worker to one of N GPUs by its node-local rank "
         "(default: detected; 0: no binding)",
     )
     parser.add_argument(
         "--threads-per-worker",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="threads each evaluation may use (OpenMP, BLAS, TensorFlow); "
         "default: the node's cores shared among its workers",
+    )
+    parser.add_argument(
+        "--keep-checkpoints",
+        type=non_negative_int,
+        default=10,
+        help="keep the checkpoints of the best K trials (default 10), and those still needed",
     )
     method.add_arguments(parser)
     return parser
@@ -187,7 +130,7 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     """
     from hpsearch.placement import mpi_world_size
 
-    method = methods()[method_name]
+    method = get_method(method_name)
     prog = prog or f"hpsearch.{method.name}"
     args = build_parser(method, prog).parse_args(argv)
     logging.basicConfig(
@@ -223,7 +166,7 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
         return 0
     try:
         try:
-            _, search = _prepare(method, args)
+            problem, search = _prepare(method, args)
         except (UsageError, ProblemLoadError, ValueError) as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
             mpi.synchronise_start(comm)
@@ -232,7 +175,7 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
         mpi.synchronise_start(comm)
         with mpi.MPIEvaluator(comm) as evaluator:
             outcome = search(evaluator)
-        report(outcome, args.output)
+        report(outcome, args.output, problem.space)
         return 0
     except BaseException:
         # an unexpected error on the master must not leave the workers waiting forever
@@ -248,11 +191,25 @@ def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchR
     on bad input, before any evaluation starts."""
     from hpsearch.loop import Progress, Search
     from hpsearch.results import ResultsLog
+    from hpsearch.search_record import (
+        SearchMismatch,
+        resume_record,
+        search_record,
+        write_search,
+    )
 
     _check_output(args.output, args.resume)
     problem = load_problem(args.problem)
+    record = search_record(method.name, method.parameters(args), problem, args.seed)
+    if args.resume:
+        try:
+            record = resume_record(args.output, record)
+        except SearchMismatch as err:
+            raise UsageError(f"--resume: {err}") from None
     optimizer = method.build(problem, args)
     results_log = ResultsLog(args.output, problem.space, resume=args.resume)
+    # written once results.csv is known to be this search's, never over another's record
+    write_search(args.output, record)
     configs, objectives = results_log.finished()
     optimizer.tell(configs, objectives)
     rerun = results_log.unfinished_jobs()
@@ -269,6 +226,7 @@ def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchR
                 args.grace,
                 progress,
                 rerun,
+                args.keep_checkpoints,
             ).run()
         finally:
             results_log.close()
@@ -295,33 +253,34 @@ def _run(method: Method, args: argparse.Namespace) -> int:
         )
     with evaluator:
         outcome = search(evaluator)
-    report(outcome, args.output)
+    report(outcome, args.output, problem.space)
     return 0
 
 
-def report(outcome: SearchOutcome, output_dir: str) -> None:
+def report(outcome: SearchOutcome, output_dir: str, space: Space) -> None:
     """Print the end-of-search summary and write ``best.json`` beside results.csv."""
     import numpy as np
 
     from hpsearch.results import load_results
+    from hpsearch.search_record import best_job_id, write_best
 
     print(
         f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "
         f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; "
         f"worker utilisation {outcome.utilisation:.2f}"
     )
-    latency = load_results(output_dir)["handout_latency"].dropna().to_numpy()
+    df = load_results(output_dir)
+    latency = df["handout_latency"].dropna().to_numpy()
     if len(latency):
         print(
             f"hand-out latency (report to next job): median {1e3 * np.median(latency):.2f} ms, "
             f"99th percentile {1e3 * np.percentile(latency, 99):.2f} ms"
         )
-    if outcome.best_config is None:
+    if outcome.best_config is None or outcome.best_objective is None:
         print("no evaluation succeeded")
     else:
-        best = {"objective": outcome.best_objective, "config": outcome.best_config}
-        with open(os.path.join(output_dir, "best.json"), "w") as f:
-            json.dump(best, f, indent=2)
+        job_id = best_job_id(df, outcome.best_config, outcome.best_objective, space)
+        write_best(output_dir, outcome.best_objective, outcome.best_config, job_id)
         print(f"best objective {outcome.best_objective:.6g} with {json.dumps(outcome.best_config)}")
     print(f"results written to {outcome.results_path}")
 
@@ -338,7 +297,7 @@ def console_main(argv: Sequence[str] | None = None) -> int:
         from hpsearch.simulate import main as simulate_main
 
         return simulate_main(argv[1:], prog="hpsearch simulate")
-    names = methods()
+    names = method_names()
     if not argv or argv[0] not in names:
         print(
             f"usage: hpsearch {{{','.join([*names, 'report', 'simulate'])}}} [options]   "

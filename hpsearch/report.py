@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from hpsearch.arguments import EXIT_USAGE, ArgumentParser, positive_int
 from hpsearch.evaluation import DONE, FINISHED
 from hpsearch.results import METRIC_PREFIX, OBJECTIVE_PREFIX, PARAM_PREFIX, load_results
+from hpsearch.search_record import BEST_FILE, recorded_direction, write_best
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -105,8 +107,15 @@ def best_so_far(df: pd.DataFrame, maximize: bool = False) -> pd.DataFrame:
 
 
 def infer_maximize(df: pd.DataFrame, run_dir: str | None = None) -> bool:
-    """The direction of a run: from its ``best.json`` when there is one, else minimise."""
-    path = os.path.join(run_dir, "best.json") if run_dir else ""
+    """The direction of a run: from its ``search.json`` when there is one, else from its
+    ``best.json`` (a run from before search.json existed), else minimise.
+
+    Raises ValueError naming an unreadable search.json.
+    """
+    direction = recorded_direction(run_dir) if run_dir else None
+    if direction is not None:
+        return direction == "maximize"
+    path = os.path.join(run_dir, BEST_FILE) if run_dir else ""
     values = df.loc[df["status"] == DONE, "objective"].astype(float) if len(df) else None
     if path and os.path.isfile(path) and values is not None and len(values):
         with open(path) as f:
@@ -417,7 +426,8 @@ pre { background: #f4f4f4; padding: 1em; }
 def write_report(
     paths: Sequence[str], output: str, direction: str = "auto", k: int = 10
 ) -> dict[str, str]:
-    """Write the PNGs, ``best.json`` and ``report.html`` to ``output``; return name -> path."""
+    """Write the PNGs, ``best.json`` (when an evaluation succeeded) and ``report.html`` to
+    ``output``; return name -> path."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, but got {direction!r}")
     runs = load_runs(paths)
@@ -493,13 +503,13 @@ def write_report(
             f"Pareto front ({main.label})",
             plot_pareto(main.df, os.path.join(output, "pareto.png"), vectors, maximize),
         )
-    best_text = json.dumps(best, indent=2)
-    files["best"] = os.path.join(output, "best.json")
-    with open(files["best"], "w") as f:
-        f.write(best_text + "\n")
-    sections.append(
-        f"<h2>Best configuration ({html.escape(main.label)})</h2>\n<pre>{html.escape(best_text)}</pre>"
-    )
+    if best is None:
+        best_html = "<p>no evaluation succeeded</p>"
+    else:
+        files["best"] = write_best(output, best["objective"], best["config"], best["job_id"])
+        with open(files["best"]) as f:
+            best_html = f"<pre>{html.escape(f.read())}</pre>"
+    sections.append(f"<h2>Best configuration ({html.escape(main.label)})</h2>\n{best_html}")
     title = "hpsearch report: " + ", ".join(r.label for r in runs)
     page = (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -516,9 +526,7 @@ def write_report(
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.report") -> int:
     """``python -m hpsearch.report RUN [RUN ...] [--output DIR] [--direction D] [--top K]``."""
-    from hpsearch.cli import EXIT_USAGE, _Parser
-
-    parser = _Parser(
+    parser = ArgumentParser(
         prog=prog, description="Plots and an offline HTML page from results.csv files."
     )
     parser.add_argument("runs", nargs="+", help="results.csv files or directories holding one")
@@ -529,14 +537,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.repo
         "--direction",
         choices=DIRECTIONS,
         default="auto",
-        help="objective direction (default auto: from best.json, else minimize)",
+        help="objective direction (default auto: from search.json, else best.json, else minimize)",
     )
-    parser.add_argument("--top", type=int, default=10, help="rows of the top-k table (10)")
+    parser.add_argument("--top", type=positive_int, default=10, help="rows of the top-k table (10)")
     args = parser.parse_args(argv)
     output = args.output or os.path.join(_run_dir(args.runs[0]), "report")
     try:
-        if args.top < 1:
-            raise ValueError(f"--top must be >= 1, got {args.top}")
         files = write_report(args.runs, output, args.direction, args.top)
     except (ValueError, KeyError, pd.errors.ParserError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

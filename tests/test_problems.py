@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hpsearch import load_results, pareto_front
-from hpsearch.cli import methods
+from hpsearch.methods import method_names as methods
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = {"HPSEARCH_QUICK": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}

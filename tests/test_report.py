@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from hpsearch.cli import console_main
+from hpsearch.problem import Problem
 from hpsearch.report import (
     best_so_far,
     busy_workers,
@@ -23,6 +24,7 @@ from hpsearch.report import (
     write_report,
 )
 from hpsearch.search.random import RandomSearch
+from hpsearch.search_record import search_record, write_search
 from hpsearch.simulate import simulate
 from hpsearch.testfunctions import make_problem
 
@@ -176,3 +178,59 @@ def test_command_line(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "r2" / "report.html")
     assert main([str(tmp_path / "missing")]) == 2
     assert "no results file at" in capsys.readouterr().err
+
+
+DIGITS_ROWS = [
+    "0,0.01,relu,0.80,DONE,1,h,0.0,0.1,5.0,",
+    "1,0.1,tanh,0.60,DONE,2,h,0.0,0.1,6.0,",
+    "2,0.05,tanh,0.90,DONE,1,h,5.0,5.1,9.0,",
+]
+
+
+def recorded_run(path, direction: str) -> str:
+    """A results directory with a search.json saying ``direction``."""
+    run = write_csv(path, DIGITS_ROWS)
+    problem = Problem("digits", direction=direction)
+    problem.add_hyperparameter("lr", (1e-3, 1e-1, "log-uniform"))
+    problem.add_hyperparameter("act", ["relu", "tanh"])
+    write_search(run, search_record("rs", {}, problem, seed=0))
+    return run
+
+
+def test_report_reads_the_direction_from_search_json(tmp_path, capsys):
+    run = recorded_run(tmp_path / "digits", "maximize")
+    # a best.json holding the lowest value would say "minimised": search.json comes first
+    with open(os.path.join(run, "best.json"), "w") as f:
+        json.dump({"objective": 0.6, "config": {"lr": 0.1, "act": "tanh"}, "job_id": 1}, f)
+    files = write_report([run], str(tmp_path / "auto"))
+    assert "Objective maximised." in assert_offline_page(files)
+    with open(files["best"]) as f:
+        assert json.load(f) == {
+            "objective": 0.9,
+            "config": {"lr": 0.05, "act": "tanh"},
+            "job_id": 2,
+        }
+    # the flag still overrides
+    assert main([run, "--direction", "minimize", "--output", str(tmp_path / "flag")]) == 0
+    with open(tmp_path / "flag" / "report.html") as f:
+        assert "Objective minimised." in f.read()
+    with open(tmp_path / "flag" / "best.json") as f:
+        assert json.load(f)["objective"] == 0.6
+
+    run = recorded_run(tmp_path / "low", "minimize")
+    files = write_report([run], str(tmp_path / "low-report"))
+    assert "Objective minimised." in assert_offline_page(files)
+
+    with open(os.path.join(run, "search.json"), "w") as f:
+        f.write("{ cut short")
+    capsys.readouterr()
+    assert main([run, "--output", str(tmp_path / "bad")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{run}/search.json cannot be read" in line
+
+
+def test_report_without_a_success_writes_no_best_json(tmp_path):
+    run = write_csv(tmp_path / "failed", ["0,0.1,tanh,,FAILED,1,h,0.0,0.1,1.0,boom"])
+    files = write_report([run], str(tmp_path / "report"))
+    assert "best" not in files and not os.path.exists(tmp_path / "report" / "best.json")
+    assert "no evaluation succeeded" in assert_offline_page(files)

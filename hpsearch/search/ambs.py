@@ -224,16 +224,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: The AMBS parameters set by flags of the same name (``--n-initial`` for ``n_initial``).
+PARAMETERS = ("surrogate", "acq", "kappa", "xi", "liar", "n_initial", "initial")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The AMBS parameters of a parsed command line, by name (the seed excluded)."""
+    return {name: getattr(args, name) for name in PARAMETERS}
+
+
 def build(problem: Problem, args: argparse.Namespace) -> AMBS:
     """The AMBS optimizer configured by the command line."""
-    return AMBS(
-        problem,
-        surrogate=args.surrogate,
-        acq=args.acq,
-        kappa=args.kappa,
-        xi=args.xi,
-        liar=args.liar,
-        n_initial=args.n_initial,
-        initial=args.initial,
-        seed=args.seed,
-    )
+    return AMBS(problem, **parameters(args), seed=args.seed)

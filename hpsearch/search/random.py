@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 import numpy as np
 
+from hpsearch.problem import Problem
 from hpsearch.search.base import Optimizer
 
 
@@ -17,3 +21,17 @@ class RandomSearch(Optimizer):
 
     def _ask(self, n: int) -> np.ndarray:
         return self._sample_new(n)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Random search has no flags of its own."""
+
+
+def build(problem: Problem, args: argparse.Namespace) -> RandomSearch:
+    """The random search configured by the command line (only its seed)."""
+    return RandomSearch(problem, seed=args.seed)
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """Random search has no parameters besides the seed."""
+    return {}
