@@ -14,8 +14,10 @@ spun while waiting would add a whole core).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,24 +31,100 @@ from hpsearch.report import utilisation
 RANGES = {"0.5-1.5 s": "0.5,1.5", "0.1 s": "0.05,0.15", "0.01 s": "0.005,0.015"}
 
 
-def run_once(method: str, workers: int, sleep: str, seconds: float, root: str) -> dict:
-    out = tempfile.mkdtemp(prefix=f"bench-mpi-{method}-")
+def _session(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (zombies, which nothing can kill, are left out)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(name))
+    return pids
+
+
+def run_command(
+    command: list[str], cwd: str, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """Run ``command`` in a session of its own; return it finished (stdout, stderr as text).
+
+    Raises RuntimeError when it fails, runs past ``timeout`` seconds or leaves a process
+    behind (an MPI rank or an evaluation child); whatever of it is left is killed first, so
+    the next measurement starts on a quiet machine.
+    """
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    problem = ""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        problem = f"ran past its {timeout:g} s timeout"
+    if not problem and process.returncode != 0:
+        problem = f"exited with status {process.returncode}"
+    # ranks and evaluation children may take a moment to go after the launcher returns
+    end = time.time() + 10
+    while (left := _session(process.pid)) and time.time() < end:
+        time.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if left and not problem:
+        problem = f"left {len(left)} processes behind (killed)"
+    if problem:
+        tail = "\n".join(stderr.strip().splitlines()[-20:])
+        raise RuntimeError(f"{' '.join(command)} {problem}; its stderr ends:\n{tail}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def run_once(
+    method: str,
+    workers: int,
+    sleep: str,
+    seconds: float,
+    root: str,
+    env: dict[str, str] | None = None,
+    mpi: bool = True,
+    output: str | None = None,
+) -> dict:
+    """One search of ``seconds`` on problems.ackley whose evaluations sleep ``sleep``
+    ("LOW,HIGH" seconds); its figures, read from results.csv.
+
+    It runs in ``root`` (the tree whose ``problems`` package is used; put that tree in
+    ``PYTHONPATH`` in ``env`` for its ``hpsearch`` too), with ``env`` added to the environment,
+    under ``mpirun -n workers+1``, or in the local pool of ``workers`` processes when ``mpi``
+    is False. Results go to ``output`` (default: a new temporary directory), returned as
+    ``"output"``; ``"wall"`` is the span utilisation is counted over (first start to last end).
+    """
+    out = output or tempfile.mkdtemp(prefix=f"bench-mpi-{method}-")
     low, high = (float(v) for v in sleep.split(","))
     max_evals = int(workers * seconds / ((low + high) / 2) * 1.2) + workers
-    mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
-    command = [
-        mpirun, "-n", str(workers + 1), sys.executable, "-m", f"hpsearch.{method}",
+    search = [
+        sys.executable, "-m", f"hpsearch.{method}",
         "--problem", "problems.ackley", "--max-evals", str(max_evals), "--output", out,
         "--timeout", str(seconds), "--grace", "5", "--seed", "0",
     ]  # fmt: skip
+    if mpi:
+        mpirun = os.path.join(os.path.dirname(sys.executable), "mpirun")
+        command = [mpirun, "-n", str(workers + 1), *search]
+    else:
+        command = [*search, "--workers", str(workers)]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
-    subprocess.run(
+    run_command(
         command,
         cwd=root,
-        env={**os.environ, "HPSEARCH_ACKLEY_SLEEP": sleep},
-        check=True,
-        capture_output=True,
+        env={**os.environ, **(env or {}), "HPSEARCH_ACKLEY_SLEEP": sleep},
         timeout=seconds + 120,
     )
     wall = time.time() - t0
@@ -54,6 +132,7 @@ def run_once(method: str, workers: int, sleep: str, seconds: float, root: str) -
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     df = load_results(out)
     latency = df["handout_latency"].dropna().to_numpy()
+    span = df["t_end"].max() - df["t_start"].min()
     return {
         "method": method,
         "evals": int((df["status"] == "DONE").sum()),
@@ -61,6 +140,8 @@ def run_once(method: str, workers: int, sleep: str, seconds: float, root: str) -
         "latency_median_ms": 1e3 * float(np.median(latency)) if len(latency) else float("nan"),
         "latency_p99_ms": 1e3 * float(np.percentile(latency, 99)) if len(latency) else float("nan"),
         "cpu_per_wall": cpu / wall,
+        "wall": float(span),
+        "output": out,
     }
 
 
