@@ -360,7 +360,8 @@ def test_a_run_with_a_second_parameter_that_is_not_a_trial_is_rejected(tmp_path)
 def test_the_worked_example_of_docs_trials_md_runs_as_described(tmp_path):
     from hpsearch.search import RandomSearch
 
-    text = open(os.path.join(ROOT, "docs", "trials.md")).read()
+    with open(os.path.join(ROOT, "docs", "trials.md")) as f:
+        text = f.read()
     blocks = text.split("```python\n")
     (code,) = [b.split("```")[0] for b in blocks if "class ContinueBest" in b]
     namespace: dict = {}

@@ -139,6 +139,8 @@ class IsolatedRunner:
     def submit(self, job: Job) -> None:
         if self.job is not None:
             raise RuntimeError("this runner is already evaluating a job")
+        if self.conn.closed:  # cancelled earlier: a fresh child, started only when needed
+            self._start()
         self.job = job
         self.job_sent_at = time.time()
         self.conn.send(job)
@@ -197,7 +199,7 @@ class IsolatedRunner:
         return None
 
     def cancel(self) -> None:
-        """Kill the running job, if any; the runner is then closed."""
+        """Kill the running job, if any; the next :meth:`submit` starts a fresh child."""
         if self.job is not None:
             self._kill()
             self.job = None

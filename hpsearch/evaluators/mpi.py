@@ -275,8 +275,9 @@ def _forward_reports(comm: Any) -> Any:
     def forward(reports: list[Report]) -> set[int]:
         comm.send(reports, dest=MASTER, tag=TAG_REPORT)
         stops = set()
-        status = MPI.Status()
-        while comm.Iprobe(source=MASTER, tag=TAG_STOP_TRIAL, status=status):
+        # MPICH's first probe after a quiet spell only moves arrived messages into its queue
+        comm.Iprobe(source=MASTER, tag=TAG_STOP_TRIAL)
+        while comm.Iprobe(source=MASTER, tag=TAG_STOP_TRIAL):
             stops.add(comm.recv(source=MASTER, tag=TAG_STOP_TRIAL))
         return stops
 
