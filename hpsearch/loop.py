@@ -297,6 +297,10 @@ class Search:
                 while (reason := self._stop_reason(t_start, flag)) is None:
                     self.scheduler.keep_ready(self._buffer_target())
                     self._hand_out()
+                    if not background and not self.evaluator.n_busy:
+                        # prepared inline, nothing handed out, nothing running: nothing will
+                        reason = "exhausted"
+                        break
                     remaining = (
                         math.inf if self.timeout is None else t_start + self.timeout - clock()
                     )

@@ -9,6 +9,7 @@ checkpoints they still need. See docs/trials.md for a worked example.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -58,7 +59,11 @@ class Scheduler:
         """Prepare up to ``n`` trials to hand out (a hint: :meth:`take` may return fewer)."""
 
     def wait_ready(self, timeout: float) -> None:
-        """Block until a trial is ready or ``timeout`` seconds pass (free workers wait)."""
+        """Block until a trial is ready or ``timeout`` seconds pass (free workers wait).
+
+        By default it sleeps: the loop then looks again, without spinning.
+        """
+        time.sleep(timeout)
 
     def take(self, n: int) -> list[TrialPlan]:
         """Up to ``n`` trials to hand out now, without waiting."""

@@ -380,3 +380,15 @@ def test_the_worked_example_of_docs_trials_md_runs_as_described(tmp_path):
     assert sorted(continued["parent"].astype(int)) == sorted(best_half)
     # with keep_checkpoints=0 only what a trial still needed survived, and nothing is left
     assert not (tmp_path / "checkpoints").exists() or not os.listdir(tmp_path / "checkpoints")
+
+
+def test_a_simulated_scheduler_with_nothing_to_hand_out_and_nothing_running_ends(tmp_path):
+    from hpsearch.evaluators.virtual import VirtualEvaluator
+
+    problem = load_problem(STEPPER)
+    assert problem.run is not None
+    # waits for a job that will never finish: no trial is ever ready again
+    scheduler = Planned(problem, [TrialPlan({"rate": 0.5, "x": 0.1})], continue_to={7: 4})
+    evaluator = VirtualEvaluator(problem.run, 2, lambda config, rng: 5.0, master_time="zero")
+    outcome = search(tmp_path, scheduler, evaluator, 10)
+    assert (outcome.stopped_by, outcome.n_finished) == ("exhausted", 1)
