@@ -1,17 +1,27 @@
-"""Training helpers for Keras 3 run functions: LR range test, one-cycle schedule, early stopping.
+"""Training helpers for Keras 3 run functions: LR range test, one-cycle schedule, early stopping,
+checkpoints and per-epoch reports to a trial.
 
-Importing this module imports Keras (``import hpsearch`` does not). Everything uses
-``keras.ops`` and optimizer variables only, so it runs on the TensorFlow, JAX and PyTorch
-backends.
+Importing this module imports Keras (``import hpsearch`` does not). Everything goes through
+Keras (``keras.ops``, variables, ``model.save``; no framework calls), so it runs on the
+TensorFlow, JAX and PyTorch backends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
-from typing import Any
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+
+if TYPE_CHECKING:
+    from hpsearch.trial import Trial
 
 #: Values of the searchable ``schedule`` hyperparameter understood by :func:`schedule_callbacks`.
 SCHEDULES = ("constant", "one_cycle")
@@ -63,9 +73,11 @@ def _momentum_attribute(optimizer: Any) -> str | None:
 class OneCycle(keras.callbacks.Callback):
     """Set the learning rate and momentum/beta_1 of the one-cycle policy before every batch.
 
-    ``total_steps`` defaults to epochs x steps per epoch of the fit. The optimizer's momentum
-    (``beta_1`` for Adam-like optimizers, ``momentum`` for SGD) is made a variable so the
-    compiled training step reads the new value each batch.
+    ``total_steps`` defaults to epochs x steps per epoch of the fit. The step follows the epoch
+    numbers of the fit, so a fit continuing a checkpoint with ``initial_epoch`` continues the
+    cycle where it was. The optimizer's momentum (``beta_1`` for Adam-like optimizers,
+    ``momentum`` for SGD) is made a variable so the compiled training step reads the new value
+    each batch; :func:`save_checkpoint` saves it as the plain number it stands for.
     """
 
     def __init__(self, max_lr: float, total_steps: int | None = None, **schedule: Any) -> None:
@@ -84,9 +96,18 @@ class OneCycle(keras.callbacks.Callback):
             self.total_steps = int(steps) * int(epochs)
         optimizer = self.model.optimizer
         name = _momentum_attribute(optimizer)
-        if name is not None and float(getattr(optimizer, name) or 0) > 0:
+        if name is None:
+            return
+        current = getattr(optimizer, name)
+        if isinstance(current, keras.Variable):  # made a variable by an earlier fit
+            self._momentum = current
+        elif float(current or 0) > 0:
+            if not optimizer.built:
+                # Built first, so the momentum comes after the optimizer's own variables and
+                # keeps its place when a checkpoint detaches it.
+                optimizer.build(self.model.trainable_variables)
             self._momentum = keras.Variable(
-                float(getattr(optimizer, name)), trainable=False, name=f"one_cycle_{name}"
+                float(current), trainable=False, name=f"one_cycle_{name}"
             )
             setattr(optimizer, name, self._momentum)
 
@@ -94,6 +115,11 @@ class OneCycle(keras.callbacks.Callback):
         """(learning rate, momentum) at ``step``."""
         assert self.total_steps is not None
         return one_cycle_schedule(step, self.total_steps, self.max_lr, **self.schedule)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        steps = self.params.get("steps")
+        if steps:
+            self.step = epoch * int(steps)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         lr, momentum = self.values(self.step)
@@ -107,17 +133,59 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     """Keras early stopping (best weights restored by default) that reports what it used.
 
     After ``fit``, :meth:`report` gives ``{"epochs": run, "best_epoch": ..., "stopped_early":
-    ...}``, to return as metrics from a run function (they become ``m:`` columns).
+    ...}``, to return as metrics from a run function (they become ``m:`` columns), and
+    ``best_logs`` holds the logs of the best epoch (every metric of the weights it keeps).
+    :meth:`state` and :meth:`load_state` carry its counters across a checkpoint: a run that
+    continues one stops exactly where an uninterrupted run would. The best weights themselves
+    are not in a checkpoint: after :meth:`load_state` the weights restored at the end are
+    those of the best epoch since the restore, or the restored ones.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, **kwargs: Any) -> None:
         kwargs.setdefault("restore_best_weights", True)
         super().__init__(monitor=monitor, patience=patience, **kwargs)
         self.epochs_run = 0
+        self.best_logs: dict[str, float] = {}
+        self._loaded: dict[str, Any] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """The counters to save with a checkpoint (JSON-serialisable)."""
+        return {
+            "best": None if self.best is None else float(self.best),
+            "best_epoch": int(self.best_epoch),
+            "wait": int(self.wait),
+            "stopped_epoch": int(self.stopped_epoch),
+            "epochs_run": self.epochs_run,
+            "best_logs": dict(self.best_logs),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (from :meth:`state`), now and at the start of the next fit."""
+        self._loaded = dict(state)
+        self._apply(self._loaded)
+
+    def _apply(self, state: Mapping[str, Any]) -> None:
+        self.best = state["best"]
+        self.best_epoch = state["best_epoch"]
+        self.wait = state["wait"]
+        self.stopped_epoch = state["stopped_epoch"]
+        self.epochs_run = state["epochs_run"]
+        self.best_logs = dict(state["best_logs"])
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self._loaded is not None:
+            self._apply(self._loaded)
+            if self.restore_best_weights and self.best is not None:
+                # Stands in for the best weights of earlier runs, which were not saved.
+                self.best_weights = self.model.get_weights()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs_run = epoch + 1
+        previous = self.best
         super().on_epoch_end(epoch, logs)
+        if self.best is not previous:
+            self.best_logs = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
 
     def report(self) -> dict[str, Any]:
         best_epoch = self.best_epoch + 1 if self.epochs_run else 0
@@ -128,12 +196,27 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         }
 
 
-def schedule_callbacks(schedule: str, learning_rate: float) -> list[keras.callbacks.Callback]:
-    """Callbacks for the searchable ``schedule`` choice: none (constant) or :class:`OneCycle`."""
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool | str | bytes):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def schedule_callbacks(
+    schedule: str, learning_rate: float, total_steps: int | None = None
+) -> list[keras.callbacks.Callback]:
+    """Callbacks for the searchable ``schedule`` choice: none (constant) or :class:`OneCycle`.
+
+    ``total_steps`` is the length of the cycle (default: the steps of the fit).
+    """
     if schedule == "constant":
         return []
     if schedule == "one_cycle":
-        return [OneCycle(learning_rate)]
+        return [OneCycle(learning_rate, total_steps)]
     raise ValueError(f"unknown schedule {schedule!r}, expected one of {', '.join(SCHEDULES)}")
 
 
@@ -184,3 +267,168 @@ def lr_find(
     if len(losses) < 2:
         return float(min_lr)
     return float(lrs[int(np.argmin(losses))] / 10.0)
+
+
+#: The file of a checkpoint directory that names its model file and holds its step and state.
+CHECKPOINT_FILE = "checkpoint.json"
+
+
+def save_checkpoint(
+    model: keras.Model, directory: str | os.PathLike[str], step: int, **state: Any
+) -> Path:
+    """Save ``model`` after ``step`` steps (epochs) into ``directory``; return the model file.
+
+    The checkpoint is ``model-<step>.keras`` (architecture, weights, compile settings and the
+    optimizer's variables, its iteration counter included) and ``checkpoint.json``: the step,
+    the model file's name, ``state`` (any JSON-serialisable values: the best validation value
+    so far, an early-stopping counter...) and the random state of the model's layers (dropout
+    seeds), so training continues exactly. Each file is written under a temporary name and
+    renamed; the JSON is written last and names its model file, so a process killed at any
+    point leaves the previous checkpoint or the new one, never a mix. Older model files are
+    removed afterwards.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"model-{int(step)}.keras"
+    random_state = [
+        {"path": v.path, "value": keras.ops.convert_to_numpy(v.value).tolist()}
+        for v in _random_variables(model)
+    ]
+    record = {"step": int(step), "model": name, "state": state, "random_state": random_state}
+    text = json.dumps(record, indent=1)  # first: a state that is not JSON changes nothing
+    with _plain_optimizer(getattr(model, "optimizer", None)):
+        _write_atomically(directory, name, model.save)
+
+    def write_json(path: str) -> None:
+        with open(path, "w") as f:
+            f.write(text)
+
+    _write_atomically(directory, CHECKPOINT_FILE, write_json)
+    for old in directory.glob("model-*.keras"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return directory / name
+
+
+def load_checkpoint(
+    directory: str | os.PathLike[str], custom_objects: Mapping[str, Any] | None = None
+) -> tuple[keras.Model, int, dict[str, Any]]:
+    """The ``(model, step, state)`` saved by :func:`save_checkpoint` in ``directory``.
+
+    The model comes back compiled, with its weights, optimizer variables and layers' random
+    state exactly as saved; ``state`` is the keyword arguments given to the save. Pass
+    ``custom_objects`` for custom layers, losses or metrics, as to
+    ``keras.models.load_model``. Raises FileNotFoundError when ``directory`` holds no
+    checkpoint.
+    """
+    directory = Path(directory)
+    path = directory / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint in {directory} ({CHECKPOINT_FILE} is missing)")
+    record = json.loads(path.read_text())
+    model = keras.models.load_model(
+        directory / record["model"], custom_objects=dict(custom_objects or {})
+    )
+    variables = _random_variables(model)
+    saved = record["random_state"]
+    if len(saved) != len(variables):
+        raise ValueError(
+            f"checkpoint in {directory} has {len(saved)} random-state variables, "
+            f"its model has {len(variables)}"
+        )
+    for variable, entry in zip(variables, saved, strict=True):
+        variable.assign(np.asarray(entry["value"], dtype=variable.dtype))
+    return model, int(record["step"]), dict(record["state"])
+
+
+def _random_variables(model: keras.Model) -> list[Any]:
+    """Variables of ``model`` that are not weights: the states of its layers' seed generators."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _write_atomically(directory: Path, name: str, write: Callable[[str], Any]) -> None:
+    """``write(path)`` to a temporary file in ``directory``, then rename it to ``name``."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=Path(name).suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _plain_optimizer(optimizer: Any) -> Iterator[None]:
+    """Within the block, hyperparameters a callback made variables are plain numbers again.
+
+    :class:`OneCycle` turns ``beta_1``/``momentum`` into a variable tracked by the optimizer,
+    so the compiled step reads each new value. Saved as such, it would be written into the
+    optimizer's config as a tensor and among its variables, and the file would not load into a
+    fresh optimizer; so it is detached for the save and put back in its place afterwards.
+    """
+    if optimizer is None:
+        yield
+        return
+    swapped = {
+        name: value
+        for name in optimizer.get_config()
+        if name != "learning_rate"
+        and isinstance(value := getattr(optimizer, name, None), keras.Variable)
+    }
+    tracked = optimizer.variables
+    positions = [i for i, v in enumerate(tracked) if any(v is s for s in swapped.values())]
+    if not positions:
+        yield
+        return
+    # Keras has no public way to drop a variable from an optimizer: its own private methods
+    # do it. Everything from the first detached variable on is re-added in the same order.
+    tail = tracked[positions[0] :]
+    for variable in tail:
+        optimizer._untrack_variable(variable)
+    for name, variable in swapped.items():
+        setattr(optimizer, name, float(variable))
+    try:
+        yield
+    finally:
+        for variable in tail:
+            optimizer._track_variable(variable)
+        for name, variable in swapped.items():
+            setattr(optimizer, name, variable)
+
+
+class TrialCallback(keras.callbacks.Callback):
+    """After every epoch: save a checkpoint into the trial's directory, then report to it.
+
+    The report is ``trial.report(epoch + 1, logs[objective], **{name: logs[key] for name, key
+    in metrics.items()})`` (default metrics: ``loss``); when it returns True the fit stops
+    after this epoch. ``state`` returns the extra state to save with the checkpoint (see
+    :func:`save_checkpoint`), e.g. ``lambda: {"early_stopping": stop.state()}``. List it after
+    the callbacks whose state it saves or whose logs it reads, so it sees their epoch's end.
+    No checkpoint is written when the trial has no ``checkpoint_dir``.
+    """
+
+    def __init__(
+        self,
+        trial: Trial,
+        objective: str,
+        metrics: Mapping[str, str] | None = None,
+        state: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.trial = trial
+        self.objective = objective
+        self.metrics = dict(metrics) if metrics is not None else {"loss": "loss"}
+        self.state = state
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        step = epoch + 1
+        if self.trial.checkpoint_dir is not None:
+            extra = dict(self.state()) if self.state is not None else {}
+            save_checkpoint(self.model, self.trial.checkpoint_dir, step, **extra)
+        metrics = {name: logs.get(key) for name, key in self.metrics.items()}
+        if self.trial.report(step, logs.get(self.objective), **metrics):
+            self.model.stop_training = True

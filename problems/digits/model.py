@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 
 from hpsearch import MLPSpace, Problem, count_params
+from hpsearch.trial import Trial
 
 #: HPSEARCH_QUICK=1: a 300-image training subset and 2 epochs, for tests.
 QUICK = os.environ.get("HPSEARCH_QUICK") == "1"
@@ -54,34 +55,60 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return X_train, X_val, y_train, y_val
 
 
-def run(config: dict) -> dict:
-    """Train the MLP of ``config``; objective: best validation accuracy over the epochs."""
+def run(config: dict, trial: Trial | None = None) -> dict:
+    """Train the MLP of ``config``; objective: best validation accuracy over the epochs.
+
+    With a trial: reports the validation accuracy after every epoch (training loss as
+    ``loss``), saves a checkpoint before each report, continues ``trial.restore_from`` when
+    given, ends at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
+    """
     import keras
 
     from hpsearch.arch import build_model
-    from hpsearch.keras import EarlyStopping, schedule_callbacks
+    from hpsearch.keras import EarlyStopping, TrialCallback, load_checkpoint, schedule_callbacks
 
     X_train, X_val, y_train, y_val = load_data()
     keras.utils.set_random_seed(0)
-    model = build_model(config, N_INPUTS, N_CLASSES, "softmax")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    # One fixed order, the same every epoch, so a run continuing a checkpoint sees the batches
+    # an uninterrupted run would.
+    order = np.random.default_rng(0).permutation(len(X_train))
+    X_train, y_train = X_train[order], y_train[order]
+    stop = EarlyStopping(monitor="val_accuracy", patience=PATIENCE, restore_best_weights=False)
+    start = 0
+    if trial is not None and trial.restore_from is not None:
+        model, start, state = load_checkpoint(trial.restore_from)
+        stop.load_state(state["early_stopping"])
+    else:
+        model = build_model(config, N_INPUTS, N_CLASSES, "softmax")
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    end = (trial.max_steps if trial is not None else None) or EPOCHS
+    steps = -(-len(X_train) // config["batch_size"])
+    schedule = schedule_callbacks(
+        config["schedule"], config["learning_rate"], steps * max(EPOCHS, end)
     )
-    stop = EarlyStopping(monitor="val_accuracy", patience=PATIENCE)
+    callbacks = [stop, *schedule]
+    if trial is not None:
+        callbacks.append(
+            TrialCallback(trial, "val_accuracy", state=lambda: {"early_stopping": stop.state()})
+        )
     t0 = time.time()
-    history = model.fit(
+    model.fit(
         X_train,
         y_train,
         validation_data=(X_val, y_val),
-        epochs=EPOCHS,
+        initial_epoch=start,
+        epochs=end,
         batch_size=config["batch_size"],
-        callbacks=[stop, *schedule_callbacks(config["schedule"], config["learning_rate"])],
+        shuffle=False,
+        callbacks=callbacks,
         verbose=0,
     )
     return {
-        "objective": float(max(history.history["val_accuracy"])),
+        "objective": stop.best_logs["val_accuracy"],
         **stop.report(),
         "train_seconds": time.time() - t0,
         "n_params": count_params(config, N_INPUTS, N_CLASSES),

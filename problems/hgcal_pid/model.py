@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 
 from hpsearch import MLPSpace, Problem, count_macs, count_neurons, count_params
+from hpsearch.trial import Trial
 from problems.hgcal_pid.showers import N_LAYERS, generate, misidentification
 
 #: HPSEARCH_QUICK=1: 2,000 training showers and 2 epochs, for tests.
@@ -46,37 +47,69 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return X_train, X_val, y_train, y_val
 
 
-def run(config: dict) -> dict:
-    """Train the classifier of ``config``; objective: 1 - pion misidentification at 95% eff."""
+def run(config: dict, trial: Trial | None = None) -> dict:
+    """Train the classifier of ``config``; objective: 1 - pion misidentification at 95% eff.
+
+    The objective is measured after every epoch (``val_purity``) and the one returned is that
+    of the epoch with the best validation loss, the weights early stopping keeps. With a
+    trial: reports it after every epoch (training loss as ``loss``; with two objectives, the
+    first), saves a checkpoint before each report, continues ``trial.restore_from`` when given,
+    ends at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
+    """
     import keras
 
     from hpsearch.arch import build_model
-    from hpsearch.keras import EarlyStopping, schedule_callbacks
+    from hpsearch.keras import EarlyStopping, TrialCallback, load_checkpoint, schedule_callbacks
 
     X_train, X_val, y_train, y_val = load_data()
     keras.utils.set_random_seed(0)
-    normalise = keras.layers.Normalization()
-    normalise.adapt(X_train)
-    model = keras.Sequential(
-        [keras.Input((N_LAYERS,)), normalise, build_model(config, N_LAYERS, 1, "sigmoid")]
+    # One fixed order, the same every epoch, so a run continuing a checkpoint sees the batches
+    # an uninterrupted run would.
+    order = np.random.default_rng(0).permutation(len(X_train))
+    stop = EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=False)
+    start = 0
+    if trial is not None and trial.restore_from is not None:
+        model, start, state = load_checkpoint(trial.restore_from)
+        stop.load_state(state["early_stopping"])
+    else:
+        normalise = keras.layers.Normalization()
+        normalise.adapt(X_train)
+        model = keras.Sequential(
+            [keras.Input((N_LAYERS,)), normalise, build_model(config, N_LAYERS, 1, "sigmoid")]
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
+            loss="binary_crossentropy",
+        )
+    end = (trial.max_steps if trial is not None else None) or EPOCHS
+    steps = -(-len(X_train) // config["batch_size"])
+    schedule = schedule_callbacks(
+        config["schedule"], config["learning_rate"], steps * max(EPOCHS, end)
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
-        loss="binary_crossentropy",
-    )
-    stop = EarlyStopping(monitor="val_loss", patience=PATIENCE)
+
+    def add_purity(epoch: int, logs: dict) -> None:
+        scores = keras.ops.convert_to_numpy(model(X_val, training=False))
+        logs["val_purity"] = 1.0 - misidentification(scores, y_val, EFFICIENCY)
+
+    # Purity first, so early stopping keeps it among the best epoch's logs.
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=add_purity), stop, *schedule]
+    if trial is not None:
+        callbacks.append(
+            TrialCallback(trial, "val_purity", state=lambda: {"early_stopping": stop.state()})
+        )
     t0 = time.time()
     model.fit(
-        X_train,
-        y_train,
+        X_train[order],
+        y_train[order],
         validation_data=(X_val, y_val),
-        epochs=EPOCHS,
+        initial_epoch=start,
+        epochs=end,
         batch_size=config["batch_size"],
-        callbacks=[stop, *schedule_callbacks(config["schedule"], config["learning_rate"])],
+        shuffle=False,
+        callbacks=callbacks,
         verbose=0,
     )
-    scores = model.predict(X_val, batch_size=4096, verbose=0)
-    purity = 1.0 - misidentification(scores, y_val, EFFICIENCY)
+    purity = stop.best_logs["val_purity"]
     neurons = count_neurons(config)
     return {
         "objective": [purity, -float(neurons)] if MULTI else purity,

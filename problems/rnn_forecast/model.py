@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from hpsearch import Problem
+from hpsearch.trial import Trial
 from problems.rnn_forecast.series import N_VARIABLES, generate, windows
 
 #: HPSEARCH_QUICK=1: a 400-step series and 1 epoch, for tests.
@@ -39,31 +40,51 @@ def build(config: dict):
     return keras.Sequential(layers)
 
 
-def run(config: dict) -> dict:
-    """Train the forecaster; objective: validation MSE of the next step (all variables)."""
+def run(config: dict, trial: Trial | None = None) -> dict:
+    """Train the forecaster; objective: validation MSE of the next step (all variables).
+
+    With a trial: reports the validation MSE after every epoch (training loss as ``loss``),
+    saves a checkpoint before each report, continues ``trial.restore_from`` when given, ends
+    at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
+    """
     import keras
 
-    from hpsearch.keras import EarlyStopping
+    from hpsearch.keras import EarlyStopping, TrialCallback, load_checkpoint
 
     X, y = windows(generate(LENGTH), config["lookback"])
     split = int(len(X) * (1 - VALIDATION))  # chronological: validate on the future
+    # The training windows in one fixed order, the same every epoch, so a run continuing a
+    # checkpoint sees the batches an uninterrupted run would.
+    order = np.random.default_rng(0).permutation(split)
     keras.utils.set_random_seed(0)
-    model = build(config)
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
-    stop = EarlyStopping(patience=PATIENCE)
+    stop = EarlyStopping(patience=PATIENCE, restore_best_weights=False)
+    start = 0
+    if trial is not None and trial.restore_from is not None:
+        model, start, state = load_checkpoint(trial.restore_from)
+        stop.load_state(state["early_stopping"])
+    else:
+        model = build(config)
+        model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
+    callbacks: list = [stop]
+    if trial is not None:
+        callbacks.append(
+            TrialCallback(trial, "val_loss", state=lambda: {"early_stopping": stop.state()})
+        )
     t0 = time.time()
-    history = model.fit(
-        X[:split],
-        y[:split],
+    model.fit(
+        X[order],
+        y[order],
         validation_data=(X[split:], y[split:]),
-        epochs=EPOCHS,
+        initial_epoch=start,
+        epochs=(trial.max_steps if trial is not None else None) or EPOCHS,
         batch_size=config["batch_size"],
-        callbacks=[stop],
+        shuffle=False,
+        callbacks=callbacks,
         verbose=0,
     )
     persistence = float(np.mean((X[split:, -1] - y[split:]) ** 2))
     return {
-        "objective": float(min(history.history["val_loss"])),
+        "objective": stop.best_logs["val_loss"],
         "persistence_mse": persistence,
         **stop.report(),
         "n_params": int(model.count_params()),
