@@ -4,8 +4,8 @@ One run, one machine state, two measurements:
 
 1. No regression. The same measurements on two code trees, the baseline (``--baseline REF``,
    checked out into a temporary git worktree that is removed at the end) and this checkout,
-   alternating between them (baseline, current, baseline, current, ...) for ``--repeats``
-   rounds so that drift in the machine's load touches both:
+   alternating between them (baseline, current, current, baseline, ...) for ``--repeats``
+   rounds so that drift in the machine's load, and going first, touch both alike:
 
    - AMBS (RF) ask(8)+tell(8) seconds on ackley10 after ``--points`` finished points (median
      of 3), by ``overhead`` of scripts/bench_optimizers.py (this checkout's copy) in a Python
@@ -293,7 +293,8 @@ def regression(args: argparse.Namespace, points: list[int], scratch: str) -> lis
         for tree in trees.values():
             check_imports(tree, timeout=120)
         for i in range(args.repeats):
-            for name, tree in trees.items():
+            order = list(trees.items())
+            for name, tree in order if i % 2 == 0 else order[::-1]:
                 over = overhead(tree, args.points, timeout=900)
                 r = run_once(
                     "ambs",
@@ -321,7 +322,8 @@ def regression(args: argparse.Namespace, points: list[int], scratch: str) -> lis
         "",
         f"### No regression: baseline {args.baseline} against the current checkout",
         "",
-        f"{args.repeats} rounds, baseline then current in each; the figures are medians over "
+        f"{args.repeats} rounds, baseline first in odd rounds and current first in even ones; "
+        "the figures are medians over "
         "the rounds. ask(8)+tell(8): AMBS-RF on ackley10, median of 3 "
         "(scripts/bench_optimizers.py `overhead`). The searches: "
         f"`mpirun -n {args.workers + 1} python -m hpsearch.ambs --problem problems.ackley` "
@@ -383,9 +385,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="487beda", help="git ref of the code before trials")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0, help="wall time of each search")
-    parser.add_argument(
-        "--repeats", type=int, default=2, help="rounds of baseline-then-current (default 2)"
-    )
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over both trees (default 2)")
     parser.add_argument("--points", default="1000,5000", help="history sizes for ask+tell")
     parser.add_argument(
         "--methods", nargs="+", default=["rs", "ambs"], help="methods for the reporting searches"
