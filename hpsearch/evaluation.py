@@ -18,7 +18,7 @@ from typing import Any
 
 from hpsearch.problem import RunFunction, takes_trial
 from hpsearch.space import Config
-from hpsearch.trial import ReportChannel, Trial
+from hpsearch.trial import ReportChannel, Trial, csv_value
 
 DONE = "DONE"
 FAILED = "FAILED"
@@ -93,16 +93,6 @@ class Result:
         return self.job.config
 
 
-def _scalar(value: Any) -> Any:
-    """A metric value as something a CSV cell can hold."""
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    try:
-        return value.item()  # numpy and framework scalars
-    except (AttributeError, ValueError):
-        return str(value)
-
-
 def interpret(returned: Any) -> Outcome:
     """Turn what a run function returned into an outcome (status DONE or FAILED)."""
     metrics: dict[str, Any] = {}
@@ -114,7 +104,7 @@ def interpret(returned: Any) -> Outcome:
                 FAILED, error=f"run() returned a dict without 'objective' (keys: {keys})"
             )
         objective = returned["objective"]
-        metrics = {str(k): _scalar(v) for k, v in returned.items() if k != "objective"}
+        metrics = {str(k): csv_value(v) for k, v in returned.items() if k != "objective"}
     if hasattr(objective, "tolist") and getattr(objective, "ndim", 0) > 0:
         objective = objective.tolist()  # a numpy array of objectives
     if isinstance(objective, list | tuple):

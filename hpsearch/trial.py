@@ -148,7 +148,7 @@ class Trial:
             job_id=self.id,
             step=step if _as_number(step) is not None else repr(step),
             objective=value if value is not None and math.isfinite(value) else None,
-            metrics={str(k): _plain(v) for k, v in metrics.items()},
+            metrics={str(k): csv_value(v) for k, v in metrics.items()},
             time=self._clock(),
             checkpoint="" if error else fingerprint(self.checkpoint_dir),
             error=error,
@@ -175,8 +175,9 @@ class Trial:
         return ""
 
 
-def _plain(value: Any) -> Any:
-    """A metric value as something a CSV cell holds (numpy scalars become Python numbers)."""
+def csv_value(value: Any) -> Any:
+    """A metric value as something a CSV cell holds (numpy and framework scalars become
+    Python numbers; anything else its text)."""
     if isinstance(value, bool | int | float | str) or value is None:
         return value
     try:
