@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from hpsearch import load_results
@@ -162,3 +163,26 @@ def test_bad_input_under_mpirun_exits_2_without_hanging(repo_root, tmp_path):
     )
     assert code == 2
     assert "exists: pass --resume" in err
+
+
+@pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "in-process"])
+def test_trials_report_and_checkpoint_under_mpirun(repo_root, tmp_path, isolation):
+    out = tmp_path / "out"
+    stepper = os.path.join(repo_root, "tests", "problem_files", "stepper.py")
+    proc = launch(
+        4, "--problem", stepper, "--max-evals", 9, "--output", out, "--seed", 0,
+        "--keep-checkpoints", 2, *isolation, cwd=repo_root,
+        env={"HPSEARCH_STEPPER_STEPS": "4", "HPSEARCH_STEPPER_SLEEP": "0.05"},
+    )  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 0, err
+    df = load_results(str(out))
+    steps = pd.read_csv(out / "steps.csv")
+    assert len(df) == 9 and (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3}
+    assert (df["step_end"] == 4).all() and not df["stopped"].any()
+    assert sorted(steps.groupby("job_id")["step"].apply(list).tolist()) == [[1, 2, 3, 4]] * 9
+    for job_id, rows in steps.groupby("job_id"):  # the last report is the result's value
+        value = df.loc[df["job_id"] == job_id, "objective"].item()
+        assert rows["objective"].iloc[-1] == pytest.approx(value)
+    best_two = df.nsmallest(2, "objective")["job_id"].astype(str)
+    assert sorted(os.listdir(out / "checkpoints")) == sorted(best_two)
