@@ -2,7 +2,7 @@
 ``hpsearch <name>`` and ``hpsearch simulate <name>``, and the flags of each.
 
 A method is a module defining ``add_arguments(parser)`` (its own flags), ``build(problem,
-args)`` (the optimizer those flags configure) and ``parameters(args)`` (those flags' values as
+args)`` (the ask/tell optimizer or trial scheduler those flags configure) and ``parameters(args)`` (those flags' values as
 plain JSON values, recorded in ``search.json``). Adding one is that module plus an entry in
 :data:`METHODS`; ``python -m hpsearch.<name>`` also needs the two-line module
 ``hpsearch/<name>.py`` calling :func:`hpsearch.cli.main`.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hpsearch.problem import Problem
+    from hpsearch.scheduling import Scheduler
     from hpsearch.search.base import Optimizer
 
 
@@ -40,13 +41,14 @@ class Method:
         """Add the method's own flags to ``parser``."""
         self._implementation().add_arguments(parser)
 
-    def build(self, problem: Problem, args: argparse.Namespace) -> Optimizer:
-        """The optimizer for ``problem`` configured by parsed flags (``args.seed`` included).
+    def build(self, problem: Problem, args: argparse.Namespace) -> Optimizer | Scheduler:
+        """The optimizer (or trial scheduler) for ``problem`` configured by parsed flags
+        (``args.seed`` included).
 
         Raises ValueError naming a bad parameter value.
         """
-        optimizer: Optimizer = self._implementation().build(problem, args)
-        return optimizer
+        method: Optimizer | Scheduler = self._implementation().build(problem, args)
+        return method
 
     def parameters(self, args: argparse.Namespace) -> dict[str, Any]:
         """The method's own parameters in parsed flags, as plain JSON values (no seed)."""
@@ -60,6 +62,7 @@ METHODS: Mapping[str, Method] = MappingProxyType(
         for m in (
             Method("rs", "random search", "hpsearch.search.random"),
             Method("ambs", "asynchronous model-based search", "hpsearch.search.ambs"),
+            Method("pbt", "population-based training", "hpsearch.search.pbt"),
         )
     }
 )

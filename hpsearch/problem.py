@@ -45,6 +45,8 @@ class Problem:
         self.direction = direction
         self.space = Space()
         self.constraints: list[Constraint] = []
+        #: Hyperparameters a population method may change during training (None: all).
+        self.mutable: list[str] | None = None
         #: Set by :func:`load_problem`: the run function and the name workers import.
         self.run: RunFunction | None = None
         self.source: str | None = None

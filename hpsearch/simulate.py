@@ -36,6 +36,7 @@ from hpsearch.loop import Search, SearchOutcome
 from hpsearch.methods import get_method, method_names
 from hpsearch.problem import Problem, load_problem
 from hpsearch.results import ResultsLog, load_results
+from hpsearch.scheduling import Scheduler
 from hpsearch.search.base import Optimizer
 from hpsearch.search_record import best_job_id, write_best
 from hpsearch.space import Config
@@ -132,7 +133,7 @@ def resolve_problem(spec: str) -> Problem:
 
 
 def simulate(
-    optimizer: Optimizer,
+    optimizer: Optimizer | Scheduler,
     n_workers: int,
     duration: DurationModel | str,
     output: str,
@@ -143,7 +144,8 @@ def simulate(
     eval_timeout: float | None = None,
     seed: int | None = None,
 ) -> SimulationOutcome:
-    """Simulate a search of ``optimizer`` on ``n_workers`` and write ``output``/results.csv.
+    """Simulate a search of ``optimizer`` (an ask/tell optimizer or a trial scheduler) on
+    ``n_workers`` and write ``output``/results.csv.
 
     The objective comes from ``optimizer.problem.run``; ``timeout`` is virtual seconds.
     """

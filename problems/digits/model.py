@@ -37,6 +37,8 @@ problem.add_architecture(
 problem.add_hyperparameter("learning_rate", (1e-4, 1e-1, "log-uniform"), default=3e-3)
 problem.add_hyperparameter("batch_size", [16, 32, 64, 128], ordinal=True, default=32)
 problem.add_hyperparameter("schedule", ["constant", "one_cycle"], default="constant")
+#: What population-based training may change during training (the rest shapes the network).
+problem.mutable = ["learning_rate", "batch_size"]
 
 
 @cache
@@ -78,6 +80,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     if trial is not None and trial.restore_from is not None:
         model, start, state = load_checkpoint(trial.restore_from)
         stop.load_state(state["early_stopping"])
+        # restore first, then apply this job's values: a population method may change them
+        model.optimizer.learning_rate.assign(config["learning_rate"])
     else:
         model = build_model(config, N_INPUTS, N_CLASSES, "softmax")
         model.compile(
