@@ -186,3 +186,20 @@ def test_trials_report_and_checkpoint_under_mpirun(repo_root, tmp_path, isolatio
         assert rows["objective"].iloc[-1] == pytest.approx(value)
     best_two = df.nsmallest(2, "objective")["job_id"].astype(str)
     assert sorted(os.listdir(out / "checkpoints")) == sorted(best_two)
+
+
+def test_population_based_training_under_mpirun(repo_root, tmp_path):
+    out = tmp_path / "out"
+    stepper = os.path.join(repo_root, "tests", "problem_files", "stepper.py")
+    proc = launch(
+        4, "--problem", stepper, "--population", 6, "--interval", 2, "--max-steps", 8,
+        "--output", out, "--seed", 0, cwd=repo_root, method="pbt",
+        env={"HPSEARCH_STEPPER_SLEEP": "0.02"},
+    )  # fmt: skip
+    code, stdout, err = finish(proc)
+    assert code == 0, err
+    assert "stopped by exhausted" in stdout
+    df = load_results(str(out))
+    assert (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3}
+    assert (df.groupby("member")["step_end"].max() == 8).all()
+    assert (df["step_end"] - df["step_start"] == 2).all()
