@@ -119,6 +119,11 @@ class CheckpointStore:
                 shutil.rmtree(self.directory(job_id), ignore_errors=True)
 
 
+def is_usable(output_dir: str, job_id: int) -> bool:
+    """True when ``output_dir`` holds a checkpoint of job ``job_id`` marked usable."""
+    return (Path(output_dir) / CHECKPOINTS_DIR / str(job_id) / USABLE_MARKER).is_file()
+
+
 def remove_empty_root(output_dir: str) -> None:
     """Remove the checkpoints folder when a search left nothing in it."""
     root = Path(output_dir) / CHECKPOINTS_DIR

@@ -24,7 +24,6 @@ from hpsearch.arguments import (
 )
 from hpsearch.methods import Method, get_method, method_names
 from hpsearch.problem import Problem, ProblemLoadError, load_problem
-from hpsearch.search.base import Optimizer
 
 if TYPE_CHECKING:
     from hpsearch.evaluators.base import Evaluator
@@ -208,13 +207,9 @@ def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchR
         except SearchMismatch as err:
             raise UsageError(f"--resume: {err}") from None
     optimizer = method.build(problem, args)
-    if args.resume and not isinstance(optimizer, Optimizer):
-        raise UsageError(f"--resume: method {method.name!r} cannot continue a search yet")
     results_log = ResultsLog(args.output, problem.space, resume=args.resume)
     # written once results.csv is known to be this search's, never over another's record
     write_search(args.output, record)
-    if isinstance(optimizer, Optimizer):
-        optimizer.tell(*results_log.finished())
     rerun = results_log.unfinished_jobs()
 
     def search(evaluator: Evaluator) -> SearchOutcome:

@@ -115,7 +115,8 @@ def stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
 class Search:
     """Drive ``method`` with ``evaluator`` until ``max_evals`` evaluations have finished.
 
-    ``method`` is an ask/tell optimizer or a :class:`~hpsearch.scheduling.Scheduler`.
+    ``method`` is an ask/tell optimizer or a :class:`~hpsearch.scheduling.Scheduler`; when
+    ``log`` continues an earlier run, the method learns its rows first.
     ``max_evals`` counts finished rows in the log, including those of an earlier run being
     resumed. ``timeout`` is seconds of the evaluator's clock for this run; ``grace`` is how
     long running evaluations may go on after a stop before they are cancelled. ``rerun``
@@ -153,6 +154,8 @@ class Search:
         self.best_config: Config | None = None
         self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
         self.last_step: dict[int, object] = {}  # job id -> last valid step it reported
+        if len(previous) or self.rerun:
+            self.scheduler.restore(self.log, self.rerun)
         self.with_trials = self.problem.run is not None and takes_trial(self.problem.run)
         self.checkpoints = CheckpointStore(self.log.output_dir, self.keep_checkpoints)
         if self.with_trials and len(previous):

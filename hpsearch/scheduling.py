@@ -10,11 +10,12 @@ checkpoints they still need. See docs/trials.md for a worked example.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem
+from hpsearch.results import ResultsLog
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
 from hpsearch.suggestions import SuggestionBuffer
@@ -41,7 +42,8 @@ class TrialPlan:
 class Scheduler:
     """The interface between the search loop and a search method.
 
-    The loop calls, from its own thread: :meth:`open` once, then repeatedly
+    The loop calls, from its own thread: :meth:`restore` when it resumes an earlier run,
+    :meth:`open` once, then repeatedly
     :meth:`keep_ready` / :meth:`take` to hand out trials, :meth:`report` for every valid
     report of a running trial (answer True to stop it), :meth:`finished` with every batch of
     ended jobs (finished or cancelled, after their rows are on disk), and :meth:`close` at the
@@ -51,6 +53,11 @@ class Scheduler:
     problem: Problem
     #: Seconds the last round of preparing trials took (the loop keeps more ready when long).
     round_seconds: float = 0.0
+
+    def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
+        """Learn the state of the earlier run a search resumes: the rows of ``log`` (its
+        ``previous`` frame; :meth:`ResultsLog.finished` gives the finished configurations
+        and objectives) and the jobs that were running, which the loop hands out first."""
 
     def open(self, background: bool) -> None:
         """Start; ``background=False`` when the master's time is simulated (do work inline)."""
@@ -110,6 +117,9 @@ class AskTellScheduler(Scheduler):
         if self._buffer is None:
             raise RuntimeError("the scheduler is not open")
         return self._buffer
+
+    def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
+        self.optimizer.tell(*log.finished())
 
     def open(self, background: bool) -> None:
         self._buffer = SuggestionBuffer(self.optimizer, background)

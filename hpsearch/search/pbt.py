@@ -27,10 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from hpsearch.arguments import positive_int
-from hpsearch.evaluation import DONE, FINISHED, Result
+from hpsearch.checkpoints import is_usable
+from hpsearch.evaluation import DONE, FINISHED, Job, Result
 from hpsearch.problem import Problem, takes_trial
+from hpsearch.results import ResultsLog, configs_from_frame
 from hpsearch.scheduling import Scheduler, TrialPlan
 from hpsearch.search.base import Seed
 from hpsearch.search.random import RandomSearch
@@ -124,6 +127,35 @@ class PBT(Scheduler):
         self.plans: list[TrialPlan] = [self._segment(m) for m in range(population)]
 
     # ---- the scheduler interface -----------------------------------------------------------
+    def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
+        """Rebuild the population from an earlier run: each member continues from its latest
+        finished segment whose checkpoint is kept (the jobs that were running go out again
+        first, as they were); a member without one starts afresh."""
+        df = log.previous
+        done = df[(df["status"] == DONE) & df.get("member", pd.Series(dtype=float)).notna()]
+        running = {job.member for job in rerun if job.member is not None}
+        done = done[[is_usable(log.output_dir, int(j)) for j in done["job_id"]]]
+        if len(done):
+            done = done.sort_values(["step_end", "job_id"])
+            latest = done.groupby("member").tail(1)
+            configs = configs_from_frame(latest, self.problem.space)
+            for (_, row), config in zip(latest.iterrows(), configs, strict=True):
+                m = int(row["member"])
+                if m >= self.population:
+                    continue
+                member = self.members[m]
+                member.config, member.job_id = config, int(row["job_id"])
+                member.step = int(row["step_end"])
+                member.value = self.problem.sign * float(row["objective"])
+                if member.step >= self.max_steps:
+                    self.done.add(m)
+        self.running = running
+        self.plans = [
+            self._segment(m)
+            for m in range(self.population)
+            if m not in running and m not in self.done
+        ]
+
     def take(self, n: int) -> list[TrialPlan]:
         taken, self.plans = self.plans[:n], self.plans[n:]
         self.running.update(p.member for p in taken if p.member is not None)
