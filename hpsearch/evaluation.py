@@ -92,6 +92,14 @@ class Result:
     def config(self) -> Config:
         return self.job.config
 
+    @property
+    def primary_objective(self) -> float | None:
+        """The (first) objective of a DONE result, None otherwise."""
+        if self.status != DONE:
+            return None
+        objective = self.outcome.objective
+        return objective[0] if isinstance(objective, list) else objective
+
 
 def interpret(returned: Any) -> Outcome:
     """Turn what a run function returned into an outcome (status DONE or FAILED)."""

@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import pandas as pd
+
 from hpsearch.checkpoints import CheckpointStore, remove_empty_root
-from hpsearch.evaluation import DONE, FINISHED, Job, Result
+from hpsearch.evaluation import DONE, FAILED, FINISHED, Job, Outcome, Result
 from hpsearch.evaluators.base import Evaluator
 from hpsearch.problem import takes_trial
-from hpsearch.results import ResultsLog
+from hpsearch.results import ResultsLog, configs_from_frame
 from hpsearch.scheduling import Scheduler, TrialPlan, as_scheduler
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
@@ -153,9 +155,11 @@ class Search:
         self.best_objective: float | None = None  # primary objective, problem's direction
         self.best_config: Config | None = None
         self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
+        self.unstartable: list[Result] = []  # jobs that could not start, to record
         self.last_step: dict[int, object] = {}  # job id -> last valid step it reported
         if len(previous) or self.rerun:
             self.scheduler.restore(self.log, self.rerun)
+            self._best_of_previous(previous)
         self.with_trials = self.problem.run is not None and takes_trial(self.problem.run)
         self.checkpoints = CheckpointStore(self.log.output_dir, self.keep_checkpoints)
         if self.with_trials and len(previous):
@@ -166,6 +170,16 @@ class Search:
                     for j, v in zip(done["job_id"], done["objective"], strict=True)
                 }
             )
+
+    def _best_of_previous(self, previous: pd.DataFrame) -> None:
+        """Start the best so far from the finished rows of the run being resumed."""
+        done = previous[(previous["status"] == DONE) & previous["objective"].notna()]
+        if not len(done):
+            return
+        i = int((self.problem.sign * done["objective"].astype(float)).to_numpy().argmin())
+        row = done.iloc[[i]]
+        self.best_objective = float(row["objective"].iloc[0])
+        self.best_config = configs_from_frame(row, self.problem.space)[0]
 
     def _stop_reason(self, t_start: float, flag: dict[str, Any]) -> str | None:
         if self.n_finished >= self.max_evals:
@@ -192,28 +206,29 @@ class Search:
         return max(0, min(wanted, self._unplanned()))
 
     def _job(self, plan: TrialPlan) -> Job:
-        """A job for ``plan`` with the next job id, its checkpoint directory ready."""
+        """A job for ``plan`` with the next job id (its checkpoints are set at hand-out)."""
+        step = plan.step
+        if step is None:
+            step = 0
+            if plan.parent is not None and self.checkpoints.is_usable(plan.parent):
+                step = self.checkpoints.usable_step(plan.parent)
         job = Job(
             self.next_job_id,
             plan.config,
-            member=plan.member,
-            parent=plan.parent,
-            step=plan.step or 0,
-            max_steps=plan.max_steps,
+            member=None if plan.member is None else int(plan.member),
+            parent=None if plan.parent is None else int(plan.parent),
+            step=int(step or 0),
+            max_steps=None if plan.max_steps is None else int(plan.max_steps),
         )
         self.next_job_id += 1
-        if plan.parent is not None:
-            if not self.checkpoints.is_usable(plan.parent):
-                raise ValueError(
-                    f"a trial continues job {plan.parent}, which has no usable checkpoint"
-                )
-            job.restore_from = str(self.checkpoints.directory(plan.parent))
-            if plan.step is None:
-                job.step = self.checkpoints.usable_step(plan.parent) or 0
         return job
 
     def _hand_out(self) -> None:
-        """Give every free worker a job: reruns first, then ready trials."""
+        """Give every free worker a job: reruns first, then ready trials.
+
+        A job whose checkpoint to continue is gone cannot start: it becomes a FAILED result,
+        recorded on the next turn of the loop.
+        """
         n_free = min(self.evaluator.n_free, self._unplanned() + len(self.rerun))
         if n_free <= 0 or self.stopping:
             return
@@ -221,11 +236,16 @@ class Search:
         jobs += [self._job(plan) for plan in self.scheduler.take(n_free - len(jobs))]
         if not jobs:
             return
-        if self.with_trials:
-            for job in jobs:
-                self.checkpoints.prepare(job)
-        self.log.journal(jobs)
+        self.log.journal(jobs)  # as planned: a rerun works out its checkpoints again
         for job in jobs:
+            if self.with_trials:
+                try:
+                    self.checkpoints.prepare(job)
+                except LookupError as err:
+                    now = self.evaluator.now()
+                    outcome = Outcome(FAILED, error=str(err), t_start=now, t_end=now)
+                    self.unstartable.append(Result(job, outcome))
+                    continue
             self.running[job.job_id] = job
             self.evaluator.submit(job)
 
@@ -243,18 +263,24 @@ class Search:
                 stop.add(r.job_id)
         return stop
 
+    @staticmethod
+    def _take(results: list[Result]) -> list[Result]:
+        taken = list(results)
+        results.clear()
+        return taken
+
     def _update_best(self, results: list[Result]) -> None:
         for r in results:
-            value = r.objective[0] if isinstance(r.objective, list) else r.objective
-            if r.status != DONE or value is None:
+            value = r.primary_objective
+            if value is None:
                 continue
             if self.best_objective is None or self.problem.sign * (value - self.best_objective) < 0:
                 self.best_objective, self.best_config = value, r.config
 
     def _value(self, result: Result) -> float:
         """The primary objective of ``result`` to minimise (NaN when it has none)."""
-        value = result.objective[0] if isinstance(result.objective, list) else result.objective
-        return math.nan if result.status != DONE or value is None else self.problem.sign * value
+        value = result.primary_objective
+        return math.nan if value is None else self.problem.sign * value
 
     def _record(self, results: list[Result]) -> None:
         """Log results (durably), hand out the next jobs, then let the method learn."""
@@ -300,6 +326,7 @@ class Search:
                 while (reason := self._stop_reason(t_start, flag)) is None:
                     self.scheduler.keep_ready(self._buffer_target())
                     self._hand_out()
+                    self._record(self._take(self.unstartable))
                     if not background and not self.evaluator.n_busy:
                         # prepared inline, nothing handed out, nothing running: nothing will
                         reason = "exhausted"
@@ -308,7 +335,8 @@ class Search:
                         math.inf if self.timeout is None else t_start + self.timeout - clock()
                     )
                     wait = max(0.0, min(MAX_WAIT, remaining))
-                    if self.evaluator.n_free and self._unplanned() > 0 and background:
+                    waiting = self.evaluator.n_free and self._unplanned() > 0
+                    if waiting and background and not self.scheduler.exhausted:
                         # free workers wait for trials: wake as soon as one is ready
                         self.scheduler.wait_ready(timeout=min(wait, IDLE_POLL))
                         wait = 0.0

@@ -57,8 +57,9 @@ RECORD_COLUMNS = [
 LINEAGE_COLUMNS = ["member", "parent"]
 #: Columns of trials whose runs report steps.
 PROGRESS_COLUMNS = ["step_start", "step_end", "stopped"]
-#: Fields of a job beyond its id and configuration, journalled when they differ from the default.
-JOB_FIELDS = ("member", "parent", "step", "max_steps", "checkpoint_dir", "restore_from")
+#: Fields of a job beyond its id and configuration, journalled (as planned) when they differ
+#: from the default; where its checkpoints are is worked out again when it is handed out.
+JOB_FIELDS = ("member", "parent", "step", "max_steps")
 
 
 _JOB_DEFAULTS = {k: Job.__dataclass_fields__[k].default for k in JOB_FIELDS}

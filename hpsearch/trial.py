@@ -62,6 +62,10 @@ class NoChannel:
         return False
 
 
+#: The file the master writes into a checkpoint directory once it is complete.
+USABLE_MARKER = ".hpsearch-usable"
+
+
 def fingerprint(directory: str | os.PathLike[str] | None) -> str:
     """A cheap fingerprint of a directory's files (paths, sizes, modification times).
 
@@ -74,6 +78,8 @@ def fingerprint(directory: str | os.PathLike[str] | None) -> str:
     entries = []
     for root, _, files in os.walk(directory):
         for name in files:
+            if name == USABLE_MARKER and root == os.fspath(directory):
+                continue  # the master's mark, not the run's checkpoint
             path = os.path.join(root, name)
             try:
                 st = os.stat(path)
@@ -146,7 +152,7 @@ class Trial:
         value = _as_number(objective)
         report = Report(
             job_id=self.id,
-            step=step if _as_number(step) is not None else repr(step),
+            step=csv_value(step) if _as_number(step) is not None else repr(step),
             objective=value if value is not None and math.isfinite(value) else None,
             metrics={str(k): csv_value(v) for k, v in metrics.items()},
             time=self._clock(),
@@ -154,7 +160,7 @@ class Trial:
             error=error,
         )
         if not error:
-            self.last_step = step
+            self.last_step = report.step
         self._channel.send(report)
         if not self.stopped and self._channel.stop_requested(self.id):
             self.stopped = True

@@ -131,7 +131,7 @@ def test_a_scheduler_continues_a_job_from_its_checkpoint_as_if_uninterrupted(tmp
     assert load_steps(str(tmp_path))["step"].tolist() == [1, 2, 3, 4, 5]
     for job_id, step in [(0, 2), (1, 5)]:
         marker = tmp_path / "checkpoints" / str(job_id) / USABLE_MARKER
-        assert json.loads(marker.read_text()) == {"step": step}
+        assert json.loads(marker.read_text())["step"] == step
 
 
 def test_a_stop_decision_ends_the_run_early_and_is_recorded(tmp_path, monkeypatch):
@@ -185,7 +185,7 @@ def test_a_checkpoint_is_usable_only_when_complete(tmp_path, mode, usable_step):
         assert not directory.exists()  # a half-written checkpoint is never left to restore
     else:
         assert result.checkpoint == str(directory)
-        assert json.loads((directory / USABLE_MARKER).read_text()) == {"step": usable_step}
+        assert json.loads((directory / USABLE_MARKER).read_text())["step"] == usable_step
         assert (directory / "weights.bin").stat().st_size == 1000
 
 
@@ -210,30 +210,70 @@ def test_a_plain_run_function_gets_no_checkpoint_directory(tmp_path):
     ]
 
 
-def test_resume_continues_a_cancelled_job_from_its_last_reported_checkpoint(tmp_path):
-    env = {
-        **os.environ,
-        "HPSEARCH_STEPPER_SLEEP": "0.4",
-        "HPSEARCH_STEPPER_STEPS": "20",
-    }
+def stepper_search(tmp_path, *options, sleep="0.4", steps="20"):
+    env = {**os.environ, "HPSEARCH_STEPPER_SLEEP": sleep, "HPSEARCH_STEPPER_STEPS": steps}
     command = [sys.executable, "-m", "hpsearch.rs", "--problem", STEPPER, "--output", str(tmp_path)]
-    command += ["--max-evals", "1", "--workers", "1", "--seed", "0"]
-    first = subprocess.run(
-        [*command, "--timeout", "6", "--grace", "0"], cwd=ROOT, env=env, capture_output=True
-    )
-    assert first.returncode == 0, first.stderr
-    (cancelled,) = load_results(str(tmp_path)).itertuples()
-    assert cancelled.status == "CANCELLED"
+    command += ["--seed", "0", *map(str, options)]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    return load_results(str(tmp_path))
+
+
+def test_resume_continues_cancelled_jobs_from_their_last_reported_checkpoints(tmp_path):
+    # two jobs cut by the time-out, with room for a single kept checkpoint: both survive
+    options = ["--max-evals", 2, "--workers", 2, "--keep-checkpoints", 1]
+    cut = stepper_search(tmp_path, *options, "--timeout", 7, "--grace", 0)
+    assert list(cut["status"]) == ["CANCELLED", "CANCELLED"]
+    reported = load_steps(str(tmp_path)).groupby("job_id")["step"].max()
+    assert (reported >= 1).all()
+    df = stepper_search(tmp_path, *options, "--resume")
+    rerun = df[df["status"] == "DONE"].set_index("job_id")
+    assert sorted(rerun.index) == [0, 1]
+    for job_id, row in rerun.iterrows():
+        assert 1 <= row["step_start"] <= reported[job_id] and row["step_end"] == 20
+        assert row["m:weights"] == pytest.approx(20 * row["p:rate"])  # continued, not restarted
+
+
+def test_a_rerun_cut_before_it_writes_keeps_the_checkpoint_it_continues(tmp_path):
+    options = ["--max-evals", 1, "--workers", 1]
+    stepper_search(tmp_path, *options, "--timeout", 7, "--grace", 0)
     reported = load_steps(str(tmp_path))["step"].max()
     assert reported >= 1
-    second = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True)
-    assert second.returncode == 0, second.stderr
-    df = load_results(str(tmp_path))
-    rerun = df[df["status"] == "DONE"].iloc[0]
-    assert rerun["job_id"] == cancelled.job_id
-    assert 1 <= rerun["step_start"] <= reported and rerun["step_end"] == 20
-    rate = df["p:rate"].iloc[0]
-    assert rerun["m:weights"] == pytest.approx(20 * rate)  # continued, not restarted
+    # a resumed run cut again before its first step: the checkpoint it restored stays usable
+    stepper_search(tmp_path, *options, "--resume", "--timeout", 2, "--grace", 0, sleep="30")
+    assert list(load_results(str(tmp_path))["status"]) == ["CANCELLED", "CANCELLED"]
+    df = stepper_search(tmp_path, *options, "--resume")
+    done = df[df["status"] == "DONE"]
+    assert len(done) == 1
+    row = done.iloc[0]
+    assert row["step_start"] == reported and row["step_end"] == 20
+    assert row["m:weights"] == pytest.approx(20 * row["p:rate"])  # continued, not restarted
+
+
+def test_numpy_steps_and_plans_are_recorded_as_numbers(tmp_path):
+    path = tmp_path / "numpy_steps.py"
+    path.write_text(
+        "import numpy as np\n"
+        "from hpsearch import Problem\n"
+        "problem = Problem('np', direction='minimize')\n"
+        "problem.add_hyperparameter('x', (0.0, 1.0))\n"
+        "def run(config, trial):\n"
+        "    for step in np.arange(1, 4):\n"
+        "        (trial.checkpoint_dir / 'w').write_text(str(step))\n"
+        "        trial.report(step, np.float32(config['x']) / step)\n"
+        "    return np.float64(config['x'])\n"
+    )
+    problem = load_problem(str(path))
+    scheduler = Planned(problem, [TrialPlan({"x": 0.5}, member=np.int64(0), max_steps=np.int64(3))])
+    out = tmp_path / "out"
+    with ProcessEvaluator(str(path), 1) as evaluator:
+        log = ResultsLog(str(out), problem.space)
+        Search(scheduler, evaluator, log, 5).run()
+        log.close()
+    df = load_results(str(out))
+    assert list(df["status"]) == ["DONE"] and df["step_end"].tolist() == [3]
+    assert load_steps(str(out))["step"].tolist() == [1, 2, 3]
+    assert json.loads((out / "checkpoints" / "0" / USABLE_MARKER).read_text())["step"] == 3
 
 
 class Ticks(Evaluator):

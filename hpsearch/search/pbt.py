@@ -193,8 +193,8 @@ class PBT(Scheduler):
 
     def _segment_ended(self, m: int, result: Result) -> None:
         member = self.members[m]
-        value = result.objective[0] if isinstance(result.objective, list) else result.objective
-        if result.status != DONE or result.checkpoint is None or value is None:
+        value = result.primary_objective
+        if result.checkpoint is None or value is None:
             self._segment_failed(m)
             return
         member.job_id = result.job.job_id
@@ -236,7 +236,12 @@ class PBT(Scheduler):
         cut = max(1, math.floor(self.quantile * len(ranked)))
         if len(ranked) < 2:
             return False
-        top = [i for i in ranked[:cut] if i != m and self.members[i].job_id is not None]
+        # a member that has finished training is copied only by one that cannot go on
+        top = [
+            i
+            for i in ranked[:cut]
+            if i != m and self.members[i].job_id is not None and (force or i not in self.done)
+        ]
         if not top or (not force and m not in ranked[-cut:]):
             return False
         source = self.members[int(self.rng.choice(top))]
