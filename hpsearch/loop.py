@@ -156,6 +156,7 @@ class Search:
         self.best_config: Config | None = None
         self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
         self.unstartable: list[Result] = []  # jobs that could not start, to record
+        self._max_wait = MAX_WAIT  # longest one wait blocks (set by run() for the evaluator)
         self.last_step: dict[int, object] = {}  # job id -> last valid step it reported
         if len(previous) or self.rerun:
             self.scheduler.restore(self.log, self.rerun)
@@ -319,6 +320,8 @@ class Search:
         clock = self.evaluator.now
         t_start = clock()
         background = not self.evaluator.virtual
+        # on a virtual clock nothing happens between events: wait for the next one
+        self._max_wait = MAX_WAIT if background else math.inf
         self.scheduler.open(background)
         self.evaluator.report_handler = self._on_reports
         try:
@@ -334,7 +337,7 @@ class Search:
                     remaining = (
                         math.inf if self.timeout is None else t_start + self.timeout - clock()
                     )
-                    wait = max(0.0, min(MAX_WAIT, remaining))
+                    wait = max(0.0, min(self._max_wait, remaining))
                     waiting = self.evaluator.n_free and self._unplanned() > 0
                     if waiting and background and not self.scheduler.exhausted:
                         # free workers wait for trials: wake as soon as one is ready
@@ -383,7 +386,9 @@ class Search:
         n_signals = flag.get("n", 0)
         # a further signal during the grace period means: stop now
         while self.evaluator.n_busy and clock() < deadline and flag.get("n", 0) == n_signals:
-            self._record(self.evaluator.wait(timeout=min(MAX_WAIT, max(0.0, deadline - clock()))))
+            self._record(
+                self.evaluator.wait(timeout=min(self._max_wait, max(0.0, deadline - clock())))
+            )
             self._show()
         self._record(self.evaluator.cancel_all())
 

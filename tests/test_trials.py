@@ -432,3 +432,20 @@ def test_a_simulated_scheduler_with_nothing_to_hand_out_and_nothing_running_ends
     evaluator = VirtualEvaluator(problem.run, 2, lambda config, rng: 5.0, master_time="zero")
     outcome = search(tmp_path, scheduler, evaluator, 10)
     assert (outcome.stopped_by, outcome.n_finished) == ("exhausted", 1)
+
+
+def test_the_simulator_stops_one_report_late_however_dense_the_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPSEARCH_STEPPER_STEPS", "50")
+    from hpsearch.evaluators.virtual import VirtualEvaluator
+
+    problem = load_problem(STEPPER)
+    assert problem.run is not None
+    scheduler = Planned(problem, [TrialPlan({"rate": 0.5, "x": 0.1})])
+    scheduler.stop_after = 3
+    evaluator = VirtualEvaluator(problem.run, 1, lambda config, rng: 5.0, master_time="zero")
+    search(tmp_path, scheduler, evaluator, 10)
+    (result,) = scheduler.results
+    assert result.step_end == 4 and result.outcome.stopped  # reports 0.1 virtual s apart
+    assert result.outcome.t_end == pytest.approx(0.4)
+    # the run went on to step 50 when it was called: nothing to continue at step 4
+    assert result.checkpoint is None

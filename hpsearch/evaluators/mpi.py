@@ -41,8 +41,10 @@ TAG_JOB, TAG_RESULT, TAG_CANCEL, TAG_STOP, TAG_REPORT, TAG_STOP_TRIAL = 11, 12, 
 MASTER = 0
 #: Polling back-off: first sleep and longest sleep between two polls, in seconds.
 MIN_POLL, MAX_POLL = 1e-4, 2e-3
-#: How often a worker that is evaluating looks for a cancel or stop message.
+#: How often a worker that is evaluating looks for a cancel or stop message; right after
+#: it forwarded reports it looks after REPLY_POLL, then less and less often.
 CONTROL_POLL = 0.05
+REPLY_POLL = 1e-3
 #: How long the master waits for busy workers to report after it asked them to cancel.
 CANCEL_WAIT = 30.0
 
@@ -52,17 +54,21 @@ def world() -> Any:
 
 
 class _Backoff:
-    """Sleeps that grow from MIN_POLL to MAX_POLL while nothing happens."""
+    """Sleeps that grow from ``shortest`` to ``longest`` (seconds) while nothing happens."""
 
-    def __init__(self) -> None:
-        self.delay = MIN_POLL
+    def __init__(self, shortest: float = MIN_POLL, longest: float = MAX_POLL) -> None:
+        self.shortest, self.longest = shortest, longest
+        self.delay = shortest
 
     def reset(self) -> None:
-        self.delay = MIN_POLL
+        self.delay = self.shortest
+
+    def grow(self) -> None:
+        self.delay = min(2 * self.delay, self.longest)
 
     def sleep(self, limit: float = math.inf) -> None:
         time.sleep(max(0.0, min(self.delay, limit)))
-        self.delay = min(2 * self.delay, MAX_POLL)
+        self.grow()
 
 
 def synchronise_start(comm: Any) -> tuple[int, int]:
@@ -125,7 +131,9 @@ class MPIEvaluator(Evaluator):
         results: list[Result] = []
         reports: list[Report] = []
         status = MPI.Status()
-        while self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+        budget = 4 * self.n_workers  # under a flood of reports, answer some before reading on
+        while budget and self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=status):
+            budget -= 1
             rank, tag = status.Get_source(), status.Get_tag()
             message = self.comm.recv(source=rank, tag=tag)
             if tag == TAG_REPORT:
@@ -184,12 +192,20 @@ def _receive_control(comm: Any, backoff: _Backoff | None) -> tuple[int, Any]:
     """Next message from the master; sleeps between polls when ``backoff`` is given,
     returns ``(-1, None)`` at once when it is None and nothing is there."""
     status = MPI.Status()
+    if backoff is None:
+        _prime(comm)
     while not comm.Iprobe(source=MASTER, tag=MPI.ANY_TAG, status=status):
         if backoff is None:
             return -1, None
         backoff.sleep()
     tag = status.Get_tag()
     return tag, comm.recv(source=MASTER, tag=tag)
+
+
+def _prime(comm: Any) -> None:
+    """MPICH's first probe after a quiet spell only moves arrived messages into its queue: a
+    probe that must see them at once goes after this one."""
+    comm.Iprobe(source=MASTER, tag=MPI.ANY_TAG)
 
 
 def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Outcome, bool]:
@@ -199,11 +215,13 @@ def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Out
     Returns the outcome and whether the master asked this worker to stop.
     """
     runner.submit(job)
+    answer = _Backoff(REPLY_POLL, CONTROL_POLL)
     while True:
         outcome = runner.collect()
         reports = runner.take_reports()
         if reports:
             comm.send(reports, dest=MASTER, tag=TAG_REPORT)
+            answer.reset()  # the master's answer comes within milliseconds: look soon
         if outcome is not None:
             return outcome, False
         tag, message = _receive_control(comm, None)
@@ -217,7 +235,8 @@ def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Out
                 CANCELLED, error="cancelled when the search stopped", t_start=now, t_end=now
             )
             return cancelled, tag == TAG_STOP
-        timeout = min(CONTROL_POLL, max(0.0, runner.deadline - time.time()))
+        timeout = min(answer.delay, max(0.0, runner.deadline - time.time()))
+        answer.grow()
         wait_for(runner.waitables, timeout=timeout)
 
 
@@ -275,8 +294,7 @@ def _forward_reports(comm: Any) -> Any:
     def forward(reports: list[Report]) -> set[int]:
         comm.send(reports, dest=MASTER, tag=TAG_REPORT)
         stops = set()
-        # MPICH's first probe after a quiet spell only moves arrived messages into its queue
-        comm.Iprobe(source=MASTER, tag=TAG_STOP_TRIAL)
+        _prime(comm)
         while comm.Iprobe(source=MASTER, tag=TAG_STOP_TRIAL):
             stops.add(comm.recv(source=MASTER, tag=TAG_STOP_TRIAL))
         return stops

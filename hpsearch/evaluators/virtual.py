@@ -4,7 +4,8 @@ Each job's objective comes from calling the problem's (cheap) run function at on
 duration is drawn from a duration model and counted on a virtual clock. A trial's reports are
 replayed at evenly spaced virtual times over that duration, and reach the report handler when
 the clock passes them; a stop decision ends the job at its next report (one report late, as
-on real workers), with that report's objective. The master's own time (everything the loop
+on real workers), with that report's objective (and, since the run went on past it when it
+was called, without a checkpoint to continue). The master's own time (everything the loop
 does between calls to the evaluator) is either measured and added to the clock
 (``master_time="measured"``: a slow method shows up as idle workers) or taken as zero.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +42,8 @@ class _Running:
     t_end: float
     job_id: int
     result: Result = field(compare=False)
-    reports: list[Report] = field(compare=False)  # still to deliver, in time order
+    reports: list[Report] = field(compare=False)  # all its reports, in time order
+    delivered: int = field(default=0, compare=False)  # how many reached the handler
 
 
 class VirtualEvaluator(Evaluator):
@@ -76,7 +80,10 @@ class VirtualEvaluator(Evaluator):
         self._free = list(range(n_workers))  # a heap: the lowest free worker gets work
         self._running: list[_Running] = []  # a heap on end time, then job id
         self._left_at = math.nan  # the clock starts at the first call
-        self._has_reports = False  # set once a run reported
+        self._jobs: dict[int, _Running] = {}  # job id -> its entry in _running
+        #: reports still to deliver: (time, sequence, job id, index in the job's reports)
+        self._reports: list[tuple[float, int, int, int]] = []
+        self._report_seq = 0
 
     # ---- the clock -----------------------------------------------------------------------
     def _enter(self) -> None:
@@ -124,7 +131,6 @@ class VirtualEvaluator(Evaluator):
             raise ValueError(f"the duration model gave {seconds!r} seconds for {job.config}")
         start = job.t_submit = self._now
         reports = channel.sent
-        self._has_reports = self._has_reports or bool(reports)
         for i, report in enumerate(reports):
             report.time = start + seconds * (i + 1) / len(reports)
         if self.eval_timeout is not None and seconds > self.eval_timeout:
@@ -135,71 +141,93 @@ class VirtualEvaluator(Evaluator):
             )
         outcome.t_start, outcome.t_end = start, start + seconds
         result = Result(job, outcome, worker=heapq.heappop(self._free), host=SIM_HOST)
-        heapq.heappush(self._running, _Running(outcome.t_end, job.job_id, result, reports))
+        running = _Running(outcome.t_end, job.job_id, result, reports)
+        heapq.heappush(self._running, running)
+        self._jobs[job.job_id] = running
+        for index, report in enumerate(reports):
+            self._report_seq += 1
+            heapq.heappush(self._reports, (report.time, self._report_seq, job.job_id, index))
 
     def wait(self, timeout: float | None = None) -> list[Result]:
+        """Advance the clock from event to event (reports, then ends of jobs) until a job
+        ends (returned) or ``timeout`` virtual seconds pass."""
         self._enter()
         try:
-            if not self._running:
-                return []
             end = math.inf if timeout is None else self._now + timeout
-            t_next = self._running[0].t_end
-            self._deliver_reports(min(end, t_next))
-            t_next = self._running[0].t_end  # a stop may have moved a job's end earlier
-            if t_next > end:
+            while self._running:
+                t = min(self._running[0].t_end, self._next_report_time())
+                if t > end:
+                    break
+                self._now = max(self._now, t)
+                self._deliver_reports(self._now)
+                ended = []
+                while self._running and self._running[0].t_end <= self._now:
+                    job = heapq.heappop(self._running)
+                    del self._jobs[job.job_id]
+                    heapq.heappush(self._free, int(job.result.worker))
+                    ended.append(job.result)
+                if ended:
+                    return ended
+            if math.isfinite(end):
                 self._now = max(self._now, end)
-                return []
-            self._now = max(self._now, t_next)
-            return self._pop_ended(self._now)
+            return []
         finally:
             self._leave()
 
+    def _next_report_time(self) -> float:
+        """When the next report still to deliver was made (inf when none is left)."""
+        while self._reports:
+            t, _, job_id, index = self._reports[0]
+            job = self._jobs.get(job_id)
+            if job is not None and index >= job.delivered and t <= job.t_end:
+                return t
+            heapq.heappop(self._reports)  # its job ended, was cut, or the report went out
+        return math.inf
+
     def _deliver_reports(self, until: float) -> None:
         """Hand the reports made by ``until`` to the handler, in time order; apply stops."""
-        if not self._has_reports:
-            return  # runs that never report: nothing to scan
-        due = sorted(
-            (r for job in self._running for r in job.reports if r.time <= until),
-            key=lambda r: r.time,
-        )
+        due: list[Report] = []
+        while self._next_report_time() <= until:
+            _, _, job_id, index = heapq.heappop(self._reports)
+            job = self._jobs[job_id]
+            job.delivered = index + 1
+            due.append(job.reports[index])
         if not due:
             return
-        for job in self._running:
-            job.reports = [r for r in job.reports if r.time > until]
         stops = self.handle_reports(due)
-        for job in self._running:
-            if job.job_id in stops and not job.result.outcome.stopped:
-                self._stop_at_next_report(job)
+        for job_id in stops:
+            stopping = self._jobs.get(job_id)
+            if stopping is not None and not stopping.result.outcome.stopped:
+                self._stop_at_next_report(stopping)
         heapq.heapify(self._running)
 
     @staticmethod
     def _stop_at_next_report(job: _Running) -> None:
-        """End ``job`` at its next report, with that report's objective."""
-        if not job.reports:
+        """End ``job`` at its next report, with that report's objective.
+
+        The run went on past that report when it was called, so whatever it saved is not
+        the state at the stop: its checkpoint directory is emptied (nothing to continue).
+        """
+        if job.delivered >= len(job.reports):
             return  # it ends with its last report anyway
-        last = job.reports[0]
-        job.reports = [last]
+        last = job.reports[job.delivered]
         outcome = job.result.outcome
         job.t_end = outcome.t_end = last.time
         if outcome.status == DONE:
             outcome.objective = last.objective
             outcome.metrics = dict(last.metrics)
             outcome.stopped = True
-
-    def _pop_ended(self, t: float) -> list[Result]:
-        self._deliver_reports(t)
-        ended = []
-        while self._running and self._running[0].t_end <= t:
-            job = heapq.heappop(self._running)
-            heapq.heappush(self._free, int(job.result.worker))
-            ended.append(job.result)
-        return ended
+        directory = job.result.job.checkpoint_dir
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+            os.makedirs(directory, exist_ok=True)
 
     def cancel_all(self) -> list[Result]:
         self._enter()
         try:
             self._deliver_reports(self._now)
             cancelled = []
+            self._jobs.clear()
             for job in sorted(self._running):
                 outcome = job.result.outcome
                 job.result.outcome = Outcome(
