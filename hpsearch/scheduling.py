@@ -120,6 +120,7 @@ class AskTellScheduler(Scheduler):
 
     def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
         self.optimizer.tell(*log.finished())
+        self.optimizer.mark_pending([job.config for job in rerun])
 
     def open(self, background: bool) -> None:
         self._buffer = SuggestionBuffer(self.optimizer, background)

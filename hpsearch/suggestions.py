@@ -48,10 +48,6 @@ class SuggestionBuffer:
             self._thread.start()
 
     # ---- called by the search loop ---------------------------------------------------------
-    @property
-    def n_ready(self) -> int:
-        return len(self._ready)
-
     def keep_ready(self, n: int) -> None:
         """Hold ``n`` suggestions ready (asked, pending in the optimizer)."""
         if not self.background:

@@ -70,3 +70,17 @@ def test_tell_checks_lengths_and_values():
         opt.tell([{**configs[0], "x": 99.0}], [1.0])
     with pytest.raises(ValueError, match="n >= 0"):
         opt.ask(-1)
+
+
+def test_configurations_marked_pending_are_not_proposed_again():
+    problem = Problem("tiny")
+    problem.add_hyperparameter("a", ["x", "y", "z"])
+    problem.add_hyperparameter("b", [1, 2], ordinal=True)
+    opt = RandomSearch(problem, seed=0)
+    rerun = [{"a": "x", "b": 1}, {"a": "z", "b": 2}]
+    opt.mark_pending(rerun)
+    assert opt.n_pending == 2
+    asked = opt.ask(4)  # the six configurations less the two running elsewhere
+    assert not [c for c in asked if c in rerun]
+    opt.tell(rerun, [0.1, 0.2])
+    assert opt.n_pending == 4 and opt.n_told == 2

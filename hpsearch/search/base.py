@@ -115,6 +115,16 @@ class Optimizer:
             self.Y_.append(vector)
         self._tell(U, y)
 
+    def mark_pending(self, configs: Sequence[Mapping[str, Any]]) -> None:
+        """Count configurations asked elsewhere (jobs run again on resume) as pending: the
+        liar covers them and they are not proposed again until told or forgotten."""
+        if not configs:
+            return
+        configs = [self.space.validate(c) for c in configs]
+        for u, key in zip(self.space.encode(configs), self.space.keys(configs), strict=True):
+            self.pending_[key] = u
+            self.seen_.add(key)
+
     def forget(self, configs: Sequence[Mapping[str, Any]]) -> None:
         """Drop pending configurations that will never be told (cancelled evaluations)."""
         for key in self.space.keys(configs):
