@@ -63,6 +63,7 @@ METHODS: Mapping[str, Method] = MappingProxyType(
             Method("rs", "random search", "hpsearch.search.random"),
             Method("ambs", "asynchronous model-based search", "hpsearch.search.ambs"),
             Method("pbt", "population-based training", "hpsearch.search.pbt"),
+            Method("rex", "replica exchange of hyperparameters", "hpsearch.search.rex"),
         )
     }
 )

@@ -47,6 +47,9 @@ class Problem:
         self.constraints: list[Constraint] = []
         #: Hyperparameters a population method may change during training (None: all).
         self.mutable: list[str] | None = None
+        #: Replica exchange: name -> function(value) -> inverse temperature (larger: colder),
+        #: for hyperparameters whose default mapping does not fit (see hpsearch.search.rex).
+        self.inverse_temperature: dict[str, Callable[[Any], float]] = {}
         #: Set by :func:`load_problem`: the run function and the name workers import.
         self.run: RunFunction | None = None
         self.source: str | None = None

@@ -203,3 +203,20 @@ def test_population_based_training_under_mpirun(repo_root, tmp_path):
     assert (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3}
     assert (df.groupby("member")["step_end"].max() == 8).all()
     assert (df["step_end"] - df["step_start"] == 2).all()
+
+
+def test_replica_exchange_under_mpirun(repo_root, tmp_path):
+    out = tmp_path / "out"
+    stepper = os.path.join(repo_root, "tests", "problem_files", "stepper.py")
+    proc = launch(
+        5, "--problem", stepper, "--replicas", 4, "--ladder", "rate=0.1:1:log",
+        "--exchange-every", 2, "--max-steps", 6, "--output", out, "--seed", 0,
+        cwd=repo_root, method="rex", env={"HPSEARCH_STEPPER_SLEEP": "0.02"},
+    )  # fmt: skip
+    code, stdout, err = finish(proc)
+    assert code == 0, err
+    assert "stopped by exhausted" in stdout
+    df = load_results(str(out))
+    assert (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3, 4}
+    assert (df.groupby("member")["step_end"].max() == 6).all()
+    assert pd.read_csv(out / "exchanges.csv")["step"].tolist() == [2, 4]
