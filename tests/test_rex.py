@@ -123,3 +123,26 @@ def test_the_command_line_writes_exchanges(tmp_path):
     exchanges = pd.read_csv(out / "exchanges.csv")
     assert list(exchanges.columns) == ["step", "pair", "betas", "losses", "probability", "accepted"]
     assert exchanges["step"].tolist() == [2, 4]
+
+
+def test_a_cut_replica_exchange_resumes_every_replica_from_its_checkpoint(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hpsearch.rex", "--problem", STEPPER, "--replicas", "3"]
+    command += ["--ladder", "rate=0.1:1:log", "--max-steps", "12", "--workers", "2"]
+    command += ["--output", str(out), "--seed", "0"]
+    env = {**os.environ, "HPSEARCH_STEPPER_SLEEP": "0.3"}
+    first = subprocess.run([*command, "--timeout", "7", "--grace", "0"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert (load_results(str(out))["status"] == "CANCELLED").any()
+    second = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=180)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    done = load_results(str(out))
+    done = done[done["status"] == "DONE"].set_index("job_id")
+    assert (done.groupby("member")["step_end"].max() == 12).all()
+    for _, row in done[done["parent"].notna()].iterrows():
+        parent = done.loc[int(row["parent"])]
+        assert parent["member"] == row["member"]
+        trained = row["step_end"] - parent["step_end"]
+        assert row["m:weights"] == pytest.approx(parent["m:weights"] + trained * row["p:rate"])
