@@ -36,6 +36,8 @@ problem.add_architecture(
 problem.add_hyperparameter("learning_rate", (1e-4, 3e-2, "log-uniform"), default=3e-3)
 problem.add_hyperparameter("batch_size", [64, 128, 256, 512], ordinal=True, default=256)
 problem.add_hyperparameter("schedule", ["constant", "one_cycle"], default="one_cycle")
+#: What population methods may change during training (the rest shapes the network).
+problem.mutable = ["learning_rate", "batch_size"]
 problem.add_constraint(lambda config: count_neurons(config) <= NEURON_BUDGET)
 
 
@@ -71,6 +73,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     if trial is not None and trial.restore_from is not None:
         model, start, state = load_checkpoint(trial.restore_from)
         stop.load_state(state["early_stopping"])
+        # restore first, then apply this job's values: a population method may change them
+        model.optimizer.learning_rate.assign(config["learning_rate"])
     else:
         normalise = keras.layers.Normalization()
         normalise.adapt(X_train)

@@ -26,6 +26,8 @@ problem.add_hyperparameter("lookback", (8, 64, "log-uniform"), default=24)
 problem.add_hyperparameter("dropout", (0.0, 0.3), default=0.0)
 problem.add_hyperparameter("learning_rate", (1e-4, 3e-2, "log-uniform"), default=3e-3)
 problem.add_hyperparameter("batch_size", [32, 64, 128], ordinal=True, default=64)
+#: What population methods may change during training (the rest shapes the network).
+problem.mutable = ["learning_rate", "batch_size"]
 
 
 def build(config: dict):
@@ -62,6 +64,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     if trial is not None and trial.restore_from is not None:
         model, start, state = load_checkpoint(trial.restore_from)
         stop.load_state(state["early_stopping"])
+        # restore first, then apply this job's values: a population method may change them
+        model.optimizer.learning_rate.assign(config["learning_rate"])
     else:
         model = build(config)
         model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
