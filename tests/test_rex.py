@@ -66,7 +66,7 @@ def test_the_lower_loss_moves_to_the_colder_replica_more_often_than_not():
     for seed in range(trials):
         rex = ReplicaExchange(problem, {"rate": [0.1, 0.2]}, seed=seed)
         # replica 0 is colder (rate 0.1: beta 10 > 5); give the hotter replica 1 the lower loss
-        rex.replicas[0].loss, rex.replicas[1].loss = 0.3, 0.2
+        rex.replicas[0].value, rex.replicas[1].value = 0.3, 0.2
         rex._propose([0, 1], step=2)
         moved += rex.replicas[1].config["rate"] == 0.1  # the better weights now run cold
     assert moved == trials  # delta > 0: always accepted
@@ -74,7 +74,7 @@ def test_the_lower_loss_moves_to_the_colder_replica_more_often_than_not():
     kept = 0
     for seed in range(trials):
         rex = ReplicaExchange(problem, {"rate": [0.1, 0.2]}, seed=seed, coefficient=2.0)
-        rex.replicas[0].loss, rex.replicas[1].loss = 0.2, 0.3  # the colder one is better
+        rex.replicas[0].value, rex.replicas[1].value = 0.2, 0.3  # the colder one is better
         rex._propose([0, 1], step=2)
         kept += rex.replicas[0].config["rate"] == 0.1
     # accepted with probability exp(2 * (10 - 5) * (0.2 - 0.3)) = exp(-1): kept ~ 63%

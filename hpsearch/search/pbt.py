@@ -23,19 +23,17 @@ import logging
 import math
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hpsearch.arguments import positive_int
-from hpsearch.checkpoints import is_usable
-from hpsearch.evaluation import DONE, FINISHED, Job, Result
+from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem, takes_trial
-from hpsearch.results import ResultsLog, configs_from_frame
+from hpsearch.results import ResultsLog
 from hpsearch.scheduling import Scheduler, TrialPlan
 from hpsearch.search.base import Seed
+from hpsearch.search.population import Member, best_member, restore_members
 from hpsearch.search.random import RandomSearch
 from hpsearch.space import Categorical, Config, Integer, Ordinal, Real
 
@@ -43,17 +41,6 @@ log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.csv"
 LINEAGE_COLUMNS = ["step", "member", "copied_from", "job_copied", "old", "new"]
-
-
-@dataclass
-class Member:
-    """The latest state of one member of the population."""
-
-    config: Config
-    step: int = 0  # steps its usable checkpoint holds
-    job_id: int | None = None  # the job whose checkpoint it continues, None before training
-    value: float = math.nan  # its latest objective, to minimise
-    retried: bool = False  # its last segment failed and was run once more
 
 
 def _check_fraction(name: str, value: float, high: float = 1.0) -> float:
@@ -131,24 +118,9 @@ class PBT(Scheduler):
         """Rebuild the population from an earlier run: each member continues from its latest
         finished segment whose checkpoint is kept (the jobs that were running go out again
         first, as they were); a member without one starts afresh."""
-        df = log.previous
-        done = df[(df["status"] == DONE) & df.get("member", pd.Series(dtype=float)).notna()]
+        restore_members(self.members, log, self.problem)
+        self.done = {m for m, member in enumerate(self.members) if member.step >= self.max_steps}
         running = {job.member for job in rerun if job.member is not None}
-        done = done[[is_usable(log.output_dir, int(j)) for j in done["job_id"]]]
-        if len(done):
-            done = done.sort_values(["step_end", "job_id"])
-            latest = done.groupby("member").tail(1)
-            configs = configs_from_frame(latest, self.problem.space)
-            for (_, row), config in zip(latest.iterrows(), configs, strict=True):
-                m = int(row["member"])
-                if m >= self.population:
-                    continue
-                member = self.members[m]
-                member.config, member.job_id = config, int(row["job_id"])
-                member.step = int(row["step_end"])
-                member.value = self.problem.sign * float(row["objective"])
-                if member.step >= self.max_steps:
-                    self.done.add(m)
         self.running = running
         self.plans = [
             self._segment(m)
@@ -179,28 +151,18 @@ class PBT(Scheduler):
         return len(self.done) == self.population
 
     def best(self) -> tuple[Config, float] | None:
-        judged = [m for m in self.members if math.isfinite(m.value)]
-        if not judged:
-            return None
-        top = min(judged, key=lambda m: m.value)
-        return top.config, self.problem.sign * top.value
+        return best_member(self.members, self.problem)
 
     # ---- decisions -------------------------------------------------------------------------
     def _segment(self, m: int) -> TrialPlan:
         member = self.members[m]
-        end = min(self.max_steps, member.step + self.interval)
-        return TrialPlan(dict(member.config), member=m, parent=member.job_id, max_steps=end)
+        return member.plan(m, min(self.max_steps, member.step + self.interval))
 
     def _segment_ended(self, m: int, result: Result) -> None:
         member = self.members[m]
-        value = result.primary_objective
-        if result.checkpoint is None or value is None:
+        if not member.trained(result, self.problem):
             self._segment_failed(m)
             return
-        member.job_id = result.job.job_id
-        member.step = int(result.step_end if result.step_end is not None else member.step)
-        member.value = self.problem.sign * float(value)
-        member.retried = False
         if member.step >= self.max_steps:
             self.done.add(m)
             return
@@ -211,13 +173,10 @@ class PBT(Scheduler):
     def _segment_failed(self, m: int) -> None:
         """Run a failed member once more from its own checkpoint; when that fails too, it
         takes over a top member (or, with nobody to copy, stops)."""
-        member = self.members[m]
-        member.value = math.nan  # a failed segment says nothing of the member's weights
-        if not member.retried:
-            member.retried = True
+        if self.members[m].failures < 2:
             self.plans.append(self._segment(m))
             return
-        member.retried = False
+        self.members[m].failures = 0
         if self._exploit(m, force=True):
             self.plans.append(self._segment(m))
         else:

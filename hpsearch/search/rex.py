@@ -24,19 +24,17 @@ import logging
 import math
 import os
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hpsearch.arguments import positive_int
-from hpsearch.checkpoints import is_usable
-from hpsearch.evaluation import DONE, FINISHED, Job, Result
+from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem, takes_trial
-from hpsearch.results import ResultsLog, configs_from_frame
+from hpsearch.results import ResultsLog
 from hpsearch.scheduling import Scheduler, TrialPlan
 from hpsearch.search.base import Seed
+from hpsearch.search.population import Member, best_member, restore_members
 from hpsearch.search.random import RandomSearch
 from hpsearch.space import Categorical, Integer
 
@@ -76,18 +74,6 @@ def ladder_values(problem: Problem, name: str, low: float, high: float, log_scal
         return [dim.check_value(round(v) if isinstance(dim, Integer) else float(v)) for v in spaced]
     except ValueError as err:
         raise ValueError(f"--ladder {name}: {err}") from None
-
-
-@dataclass
-class Replica:
-    """The latest state of one replica: its configuration (its place on the ladder), the job
-    whose checkpoint it continues, the step that holds, and its latest loss."""
-
-    config: dict[str, Any]
-    step: int = 0
-    job_id: int | None = None
-    loss: float = math.nan
-    failures: int = 0
 
 
 class ReplicaExchange(Scheduler):
@@ -141,7 +127,7 @@ class ReplicaExchange(Scheduler):
         )
         n = sizes.pop()
         self.replicas = [
-            Replica(problem.space.validate({**base, **{k: v[i] for k, v in ladder.items()}}))
+            Member(problem.space.validate({**base, **{k: v[i] for k, v in ladder.items()}}))
             for i in range(n)
         ]
         self.done: set[int] = set()
@@ -152,22 +138,8 @@ class ReplicaExchange(Scheduler):
     def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
         """Each replica continues from its latest finished segment whose checkpoint is kept,
         with the hyperparameters it trained with; running segments go out again first."""
-        df = log.previous
-        member = df["member"] if "member" in df else pd.Series(np.nan, index=df.index)
-        done = df[(df["status"] == DONE) & member.notna()]
-        done = done[[is_usable(log.output_dir, int(j)) for j in done["job_id"]]]
-        if len(done):
-            latest = done.sort_values(["step_end", "job_id"]).groupby("member").tail(1)
-            configs = configs_from_frame(latest, self.problem.space)
-            for (_, row), config in zip(latest.iterrows(), configs, strict=True):
-                r = int(row["member"])
-                if r < len(self.replicas):
-                    replica = self.replicas[r]
-                    replica.config, replica.job_id = config, int(row["job_id"])
-                    replica.step = int(row["step_end"])
-                    replica.loss = self.problem.sign * float(row["objective"])
-                    if replica.step >= self.max_steps:
-                        self.done.add(r)
+        restore_members(self.replicas, log, self.problem)
+        self.done = {r for r, replica in enumerate(self.replicas) if replica.step >= self.max_steps}
         running = {job.member for job in rerun if job.member is not None}
         self.plans = [
             self._segment(r)
@@ -185,18 +157,13 @@ class ReplicaExchange(Scheduler):
             if r is None or r >= len(self.replicas) or result.status not in FINISHED:
                 continue
             replica = self.replicas[r]
-            value = result.primary_objective
-            if result.checkpoint is None or value is None:
-                replica.failures += 1
+            if not replica.trained(result, self.problem):
                 if replica.failures > 2:
                     log.warning("replica %d failed three times in a row: stopped", r)
                     self.done.add(r)
                 else:  # once more from its own last checkpoint
                     self.plans.append(self._segment(r))
                 continue
-            replica.failures = 0
-            replica.job_id, replica.loss = result.job.job_id, self.problem.sign * float(value)
-            replica.step = int(result.step_end if result.step_end is not None else replica.step)
             self.waiting.add(r)
         self._end_round()
 
@@ -208,17 +175,13 @@ class ReplicaExchange(Scheduler):
         return len(self.done) == len(self.replicas)
 
     def best(self) -> tuple[dict[str, Any], float] | None:
-        judged = [r for r in self.replicas if math.isfinite(r.loss)]
-        if not judged:
-            return None
-        best = min(judged, key=lambda r: r.loss)
-        return best.config, self.problem.sign * best.loss
+        return best_member(self.replicas, self.problem)
 
     # ---- rounds and exchanges --------------------------------------------------------------
     def _segment(self, r: int) -> TrialPlan:
         replica = self.replicas[r]
         end = min(self.max_steps, (replica.step // self.exchange_every + 1) * self.exchange_every)
-        return TrialPlan(dict(replica.config), member=r, parent=replica.job_id, max_steps=end)
+        return replica.plan(r, end)
 
     def _end_round(self) -> None:
         """Once every replica still training waits at the same step: propose one exchange,
@@ -247,7 +210,7 @@ class ReplicaExchange(Scheduler):
         i = int(self.rng.integers(len(order) - 1))
         m, n = order[i], order[i + 1]
         beta_m, beta_n = self._betas(m), self._betas(n)
-        loss_m, loss_n = self.replicas[m].loss, self.replicas[n].loss
+        loss_m, loss_n = self.replicas[m].value, self.replicas[n].value
         delta = self.coefficient * sum(beta_m[h] - beta_n[h] for h in self.beta) * (loss_m - loss_n)
         probability = 1.0 if delta >= 0 else math.exp(delta)
         accepted = bool(self.rng.random() < probability)
