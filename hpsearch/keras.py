@@ -399,6 +399,25 @@ def _plain_optimizer(optimizer: Any) -> Iterator[None]:
             setattr(optimizer, name, variable)
 
 
+def continue_or_build(
+    trial: Any, build: Callable[[], keras.Model], stop: EarlyStopping, learning_rate: float
+) -> tuple[keras.Model, int]:
+    """The model a run trains and the epoch it starts from.
+
+    With a checkpoint to continue (``trial.restore_from``), the model, epoch and
+    early-stopping state saved there (by a :class:`TrialCallback` whose ``state`` holds
+    ``{"early_stopping": stop.state()}``), with ``learning_rate`` applied after restoring,
+    since a population method may have changed it; otherwise ``build()`` (a compiled model)
+    from epoch 0.
+    """
+    if trial is None or trial.restore_from is None:
+        return build(), 0
+    model, start, state = load_checkpoint(trial.restore_from)
+    stop.load_state(state["early_stopping"])
+    model.optimizer.learning_rate.assign(learning_rate)
+    return model, start
+
+
 class TrialCallback(keras.callbacks.Callback):
     """After every epoch: save a checkpoint into the trial's directory, then report to it.
 

@@ -67,7 +67,12 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     import keras
 
     from hpsearch.arch import build_model
-    from hpsearch.keras import EarlyStopping, TrialCallback, load_checkpoint, schedule_callbacks
+    from hpsearch.keras import (
+        EarlyStopping,
+        TrialCallback,
+        continue_or_build,
+        schedule_callbacks,
+    )
 
     X_train, X_val, y_train, y_val = load_data()
     keras.utils.set_random_seed(0)
@@ -76,19 +81,17 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     order = np.random.default_rng(0).permutation(len(X_train))
     X_train, y_train = X_train[order], y_train[order]
     stop = EarlyStopping(monitor="val_accuracy", patience=PATIENCE, restore_best_weights=False)
-    start = 0
-    if trial is not None and trial.restore_from is not None:
-        model, start, state = load_checkpoint(trial.restore_from)
-        stop.load_state(state["early_stopping"])
-        # restore first, then apply this job's values: a population method may change them
-        model.optimizer.learning_rate.assign(config["learning_rate"])
-    else:
+
+    def build() -> keras.Model:
         model = build_model(config, N_INPUTS, N_CLASSES, "softmax")
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
+        return model
+
+    model, start = continue_or_build(trial, build, stop, config["learning_rate"])
     end = (trial.max_steps if trial is not None else None) or EPOCHS
     steps = -(-len(X_train) // config["batch_size"])
     schedule = schedule_callbacks(

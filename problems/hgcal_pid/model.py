@@ -61,7 +61,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     import keras
 
     from hpsearch.arch import build_model
-    from hpsearch.keras import EarlyStopping, TrialCallback, load_checkpoint, schedule_callbacks
+    from hpsearch.keras import EarlyStopping, TrialCallback, continue_or_build, schedule_callbacks
 
     X_train, X_val, y_train, y_val = load_data()
     keras.utils.set_random_seed(0)
@@ -69,13 +69,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     # an uninterrupted run would.
     order = np.random.default_rng(0).permutation(len(X_train))
     stop = EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=False)
-    start = 0
-    if trial is not None and trial.restore_from is not None:
-        model, start, state = load_checkpoint(trial.restore_from)
-        stop.load_state(state["early_stopping"])
-        # restore first, then apply this job's values: a population method may change them
-        model.optimizer.learning_rate.assign(config["learning_rate"])
-    else:
+
+    def build() -> keras.Model:
         normalise = keras.layers.Normalization()
         normalise.adapt(X_train)
         model = keras.Sequential(
@@ -85,6 +80,9 @@ def run(config: dict, trial: Trial | None = None) -> dict:
             optimizer=keras.optimizers.Adam(learning_rate=config["learning_rate"]),
             loss="binary_crossentropy",
         )
+        return model
+
+    model, start = continue_or_build(trial, build, stop, config["learning_rate"])
     end = (trial.max_steps if trial is not None else None) or EPOCHS
     steps = -(-len(X_train) // config["batch_size"])
     schedule = schedule_callbacks(

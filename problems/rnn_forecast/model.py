@@ -51,7 +51,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     """
     import keras
 
-    from hpsearch.keras import EarlyStopping, TrialCallback, load_checkpoint
+    from hpsearch.keras import EarlyStopping, TrialCallback, continue_or_build
 
     X, y = windows(generate(LENGTH), config["lookback"])
     split = int(len(X) * (1 - VALIDATION))  # chronological: validate on the future
@@ -60,15 +60,13 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     order = np.random.default_rng(0).permutation(split)
     keras.utils.set_random_seed(0)
     stop = EarlyStopping(patience=PATIENCE, restore_best_weights=False)
-    start = 0
-    if trial is not None and trial.restore_from is not None:
-        model, start, state = load_checkpoint(trial.restore_from)
-        stop.load_state(state["early_stopping"])
-        # restore first, then apply this job's values: a population method may change them
-        model.optimizer.learning_rate.assign(config["learning_rate"])
-    else:
+
+    def compiled() -> keras.Model:
         model = build(config)
         model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), loss="mse")
+        return model
+
+    model, start = continue_or_build(trial, compiled, stop, config["learning_rate"])
     callbacks: list = [stop]
     if trial is not None:
         callbacks.append(
