@@ -133,7 +133,8 @@ class CheckpointStore:
         if job.checkpoint_dir is None:
             return None
         path = Path(job.checkpoint_dir)
-        current = fingerprint(path)
+        known = result.outcome.checkpoint  # taken by the worker when the run returned
+        current = fingerprint(path) if known is None else known
         step: Any
         if result.status == DONE and current:
             step = next(s for s in (result.step_end, job.max_steps, job.step) if s is not None)

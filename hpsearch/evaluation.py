@@ -18,7 +18,7 @@ from typing import Any
 
 from hpsearch.problem import RunFunction, takes_trial
 from hpsearch.space import Config
-from hpsearch.trial import ReportChannel, Trial, csv_value
+from hpsearch.trial import ReportChannel, Trial, csv_value, fingerprint
 
 DONE = "DONE"
 FAILED = "FAILED"
@@ -65,6 +65,9 @@ class Outcome:
     t_end: float = math.nan
     #: True when a report told the run to stop and it then returned (stopped early).
     stopped: bool = False
+    #: Fingerprint of the job's checkpoint directory when its run returned, taken where it
+    #: ran (None when the run did not return: the master looks at the directory itself).
+    checkpoint: str | None = None
 
 
 @dataclass
@@ -177,4 +180,6 @@ def evaluate(
         )
     outcome.t_start, outcome.t_end = t_start, clock()
     outcome.stopped = trial is not None and trial.stopped and outcome.status == DONE
+    if trial is not None:
+        outcome.checkpoint = fingerprint(trial.checkpoint_dir)
     return outcome

@@ -264,12 +264,6 @@ class Search:
                 stop.add(r.job_id)
         return stop
 
-    @staticmethod
-    def _take(results: list[Result]) -> list[Result]:
-        taken = list(results)
-        results.clear()
-        return taken
-
     def _update_best(self, results: list[Result]) -> None:
         for r in results:
             value = r.primary_objective
@@ -329,7 +323,8 @@ class Search:
                 while (reason := self._stop_reason(t_start, flag)) is None:
                     self.scheduler.keep_ready(self._buffer_target())
                     self._hand_out()
-                    self._record(self._take(self.unstartable))
+                    unstartable, self.unstartable = self.unstartable, []
+                    self._record(unstartable)
                     if not background and not self.evaluator.n_busy:
                         # prepared inline, nothing handed out, nothing running: nothing will
                         reason = "exhausted"

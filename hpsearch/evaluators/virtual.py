@@ -221,6 +221,7 @@ class VirtualEvaluator(Evaluator):
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
             os.makedirs(directory, exist_ok=True)
+            outcome.checkpoint = ""
 
     def cancel_all(self) -> list[Result]:
         self._enter()
