@@ -123,7 +123,8 @@ class CsvTable:
         return [*self.head, *self.extra, *self.tail]
 
     def append(self, rows: Sequence[dict[str, Any]], new_columns: Iterable[str] = ()) -> None:
-        """Append ``rows`` (column -> value); durable on disk when this returns.
+        """Append ``rows`` (column -> value); on disk when this returns (fsynced too, unless
+        ``fsync_every`` defers that).
 
         Keys not yet in the header become columns, ``new_columns`` first, in that order.
         """
