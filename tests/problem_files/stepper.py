@@ -37,7 +37,9 @@ def run(config: dict, trial=None) -> dict:
         step += 1
         if trial is None:
             continue
-        tmp = trial.checkpoint_dir / "state.json.tmp"
+        # written beside the folder, then renamed into it: a kill can cut the write short
+        # without touching the checkpoint, leaving only the rename and the report in between
+        tmp = trial.checkpoint_dir.parent / f".{trial.id}.state.json.tmp"
         tmp.write_text(json.dumps({"weights": weights, "step": step}))
         os.replace(tmp, trial.checkpoint_dir / "state.json")
         objective = abs(weights - 3.0)
