@@ -210,8 +210,9 @@ def test_a_plain_run_function_gets_no_checkpoint_directory(tmp_path):
     ]
 
 
-def stepper_search(tmp_path, *options, sleep="0.4", steps="20"):
+def stepper_search(tmp_path, *options, sleep="0.1", steps="20", hang_after="0"):
     env = {**os.environ, "HPSEARCH_STEPPER_SLEEP": sleep, "HPSEARCH_STEPPER_STEPS": steps}
+    env["HPSEARCH_STEPPER_HANG_AFTER"] = hang_after
     command = [sys.executable, "-m", "hpsearch.rs", "--problem", STEPPER, "--output", str(tmp_path)]
     command += ["--seed", "0", *map(str, options)]
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
@@ -219,26 +220,31 @@ def stepper_search(tmp_path, *options, sleep="0.4", steps="20"):
     return load_results(str(tmp_path))
 
 
+def cut_after_step_3(tmp_path, *options):
+    """A search whose runs report step 3, then hang until its time-out kills them: the kill
+    never lands between a save and its report, which would leave no usable checkpoint."""
+    cut = stepper_search(tmp_path, *options, "--timeout", 6, "--grace", 0, hang_after="3")
+    assert set(cut["status"]) == {"CANCELLED"}
+    reported = load_steps(str(tmp_path)).groupby("job_id")["step"].max()
+    assert (reported == 3).all(), reported
+    return cut
+
+
 def test_resume_continues_cancelled_jobs_from_their_last_reported_checkpoints(tmp_path):
     # two jobs cut by the time-out, with room for a single kept checkpoint: both survive
     options = ["--max-evals", 2, "--workers", 2, "--keep-checkpoints", 1]
-    cut = stepper_search(tmp_path, *options, "--timeout", 7, "--grace", 0)
-    assert list(cut["status"]) == ["CANCELLED", "CANCELLED"]
-    reported = load_steps(str(tmp_path)).groupby("job_id")["step"].max()
-    assert (reported >= 1).all()
+    assert len(cut_after_step_3(tmp_path, *options)) == 2
     df = stepper_search(tmp_path, *options, "--resume")
     rerun = df[df["status"] == "DONE"].set_index("job_id")
     assert sorted(rerun.index) == [0, 1]
-    for job_id, row in rerun.iterrows():
-        assert 1 <= row["step_start"] <= reported[job_id] and row["step_end"] == 20
+    for _, row in rerun.iterrows():
+        assert row["step_start"] == 3 and row["step_end"] == 20
         assert row["m:weights"] == pytest.approx(20 * row["p:rate"])  # continued, not restarted
 
 
 def test_a_rerun_cut_before_it_writes_keeps_the_checkpoint_it_continues(tmp_path):
     options = ["--max-evals", 1, "--workers", 1]
-    stepper_search(tmp_path, *options, "--timeout", 7, "--grace", 0)
-    reported = load_steps(str(tmp_path))["step"].max()
-    assert reported >= 1
+    cut_after_step_3(tmp_path, *options)
     # a resumed run cut again before its first step: the checkpoint it restored stays usable
     stepper_search(tmp_path, *options, "--resume", "--timeout", 2, "--grace", 0, sleep="30")
     assert list(load_results(str(tmp_path))["status"]) == ["CANCELLED", "CANCELLED"]
@@ -246,7 +252,7 @@ def test_a_rerun_cut_before_it_writes_keeps_the_checkpoint_it_continues(tmp_path
     done = df[df["status"] == "DONE"]
     assert len(done) == 1
     row = done.iloc[0]
-    assert row["step_start"] == reported and row["step_end"] == 20
+    assert row["step_start"] == 3 and row["step_end"] == 20
     assert row["m:weights"] == pytest.approx(20 * row["p:rate"])  # continued, not restarted
 
 

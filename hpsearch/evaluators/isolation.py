@@ -163,23 +163,14 @@ class IsolatedRunner:
         """
         if self.job is None:
             return None
-        while self.conn.poll():
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                break
-            if isinstance(message, tuple) and message[0] == READY:
-                self.ready, self.ready_at = True, time.time()
-                continue
-            if isinstance(message, tuple) and message[0] == REPORT:
-                self.reports.append(message[1])
-                continue
+        outcome = self._drain()
+        if outcome is not None:
             self.job = None
-            return message
+            return outcome
         now = time.time()
         if not self.process.is_alive():
             self.process.join()
-            outcome = Outcome(
+            outcome = self._drain() or Outcome(  # what it sent before it died comes first
                 FAILED,
                 error=f"evaluation process {_describe_exit(self.process.exitcode)}",
                 t_start=self.job_sent_at,
@@ -188,7 +179,8 @@ class IsolatedRunner:
             self._restart()
             return outcome
         if now >= self.deadline:
-            outcome = Outcome(
+            self._kill()
+            outcome = self._drain() or Outcome(
                 TIMEOUT,
                 error=f"evaluation exceeded --eval-timeout {self.eval_timeout:g} s and was killed",
                 t_start=self.deadline - (self.eval_timeout or 0.0),
@@ -198,23 +190,47 @@ class IsolatedRunner:
             return outcome
         return None
 
-    def cancel(self) -> None:
-        """Kill the running job, if any; the next :meth:`submit` starts a fresh child."""
-        if self.job is not None:
-            self._kill()
-            self.job = None
+    def _drain(self) -> Outcome | None:
+        """Read what the child has sent: readiness and reports are kept, an outcome returned."""
+        while not self.conn.closed and self.conn.poll():
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return None
+            if isinstance(message, tuple) and message[0] == READY:
+                self.ready, self.ready_at = True, time.time()
+            elif isinstance(message, tuple) and message[0] == REPORT:
+                self.reports.append(message[1])
+            else:
+                return message
+        return None
+
+    def cancel(self) -> Outcome | None:
+        """Kill the running job, if any; the next :meth:`submit` starts a fresh child.
+
+        Returns the job's outcome when it finished before it could be killed. Either way the
+        reports it sent before it died are kept for :meth:`take_reports`: a checkpoint it
+        saved and reported stays usable.
+        """
+        if self.job is None:
+            return None
+        self._kill()
+        outcome = self._drain()
+        self.conn.close()
+        self.job = None
+        return outcome
 
     def _restart(self) -> None:
         self._kill()
+        self.conn.close()
         self.job = None
         self._start()
 
     def _kill(self) -> None:
+        """End the child; the pipe stays open so that what it sent can still be read."""
         if self.process.is_alive():
             self.process.kill()
         self.process.join()
-        if not self.conn.closed:
-            self.conn.close()
 
     def close(self) -> None:
         """Stop the child: politely when idle, by force when it is still evaluating."""
@@ -223,3 +239,4 @@ class IsolatedRunner:
                 self.conn.send(None)
             self.process.join(timeout=5)
         self._kill()
+        self.conn.close()

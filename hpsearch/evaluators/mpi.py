@@ -229,12 +229,14 @@ def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Out
             runner.stop_trial(message)
             tag, message = _receive_control(comm, None)
         if tag in (TAG_CANCEL, TAG_STOP):
-            runner.cancel()
             now = time.time()
-            cancelled = Outcome(
+            outcome = runner.cancel() or Outcome(
                 CANCELLED, error="cancelled when the search stopped", t_start=now, t_end=now
             )
-            return cancelled, tag == TAG_STOP
+            reports = runner.take_reports()  # sent before it was killed: they come first
+            if reports:
+                comm.send(reports, dest=MASTER, tag=TAG_REPORT)
+            return outcome, tag == TAG_STOP
         timeout = min(answer.delay, max(0.0, runner.deadline - time.time()))
         answer.grow()
         wait_for(runner.waitables, timeout=timeout)

@@ -79,10 +79,10 @@ class ProcessEvaluator(Evaluator):
         for slot, runner in enumerate(self.runners):
             if runner.job is not None:
                 job = runner.job
-                runner.cancel()
-                outcome = Outcome(
+                outcome = runner.cancel() or Outcome(
                     CANCELLED, error="cancelled when the search stopped", t_start=now, t_end=now
                 )
+                self.handle_reports(runner.take_reports())  # sent before it was killed
                 results.append(Result(job, outcome, worker=slot, host=HOST))
         return results
 

@@ -4,7 +4,8 @@ each report, continues from ``trial.restore_from`` and stops when the search say
 The "weights" are a number that grows by ``rate`` per step; the objective at a step is the
 weights' distance to 3. ``HPSEARCH_STEPPER_STEPS`` sets the steps of a run without a budget,
 ``HPSEARCH_STEPPER_SLEEP`` the seconds each step takes, ``HPSEARCH_STEPPER_BAD`` a report to
-make invalid (``step``: a repeated step, ``nan``: a non-finite objective).
+make invalid (``step``: a repeated step, ``nan``: a non-finite objective),
+``HPSEARCH_STEPPER_HANG_AFTER`` a step after whose report the run hangs until it is killed.
 """
 
 import json
@@ -17,6 +18,7 @@ from hpsearch import Problem
 STEPS = int(os.environ.get("HPSEARCH_STEPPER_STEPS", "5"))
 SLEEP = float(os.environ.get("HPSEARCH_STEPPER_SLEEP", "0"))
 BAD = os.environ.get("HPSEARCH_STEPPER_BAD", "")
+HANG_AFTER = int(os.environ.get("HPSEARCH_STEPPER_HANG_AFTER", "0"))
 
 problem = Problem("stepper", direction="minimize")
 problem.add_hyperparameter("rate", (0.1, 1.0))
@@ -47,4 +49,6 @@ def run(config: dict, trial=None) -> dict:
             objective = math.nan
         reported_step = step - 1 if BAD == "step" and step == 3 else step
         stopped = trial.report(reported_step, objective, weights=weights)
+        if step == HANG_AFTER:
+            time.sleep(3600)
     return {"objective": abs(weights - 3.0), "weights": weights, "steps": step}
