@@ -134,6 +134,36 @@ def test_pbt_runs_in_the_simulator(tmp_path):
     assert outcome.utilisation > 0.9
 
 
+def test_members_judged_together_exploit_only_the_bottom_quantile(tmp_path):
+    # 8 members on 8 simulated workers end every segment at the same moment and are judged one
+    # after another, on a value that does not change as they train (their fixed x): the
+    # bottom quarter is 2 members, neither a member that copied nor one not yet judged makes
+    # room in it for a third
+    path = tmp_path / "fixed_value.py"
+    path.write_text(
+        "from hpsearch import Problem\n"
+        "problem = Problem('fixed', direction='minimize')\n"
+        "problem.add_hyperparameter('rate', (0.1, 1.0))\n"
+        "problem.add_hyperparameter('x', (0.0, 1.0))\n"
+        "problem.mutable = ['rate']\n"
+        "def run(config, trial):\n"
+        "    for step in range(trial.step + 1, trial.max_steps + 1):\n"
+        "        (trial.checkpoint_dir / 'step').write_text(str(step))\n"
+        "        trial.report(step, config['x'])\n"
+        "    return config['x']\n"
+    )
+    pbt = PBT(load_problem(str(path)), population=8, interval=2, max_steps=12, seed=0)
+    simulate(pbt, 8, "fixed:10", str(tmp_path / "out"), 10_000, master_time="zero")
+    df = load_results(str(tmp_path / "out")).set_index("job_id")
+    continued = df[df["parent"].notna()]
+    copied = continued["member"].to_numpy() != df.loc[continued["parent"].astype(int), "member"]
+    per_round = continued[copied.to_numpy()].groupby("t_submit").size()  # by decision time
+    assert len(per_round) > 1 and (per_round <= 2).all(), per_round
+    # the population ends up training copies of its best members
+    first = df[df["parent"].isna()].sort_values("objective")
+    assert set(df.groupby("member").tail(1)["p:x"]) <= set(first["p:x"].head(3))
+
+
 def test_pbt_needs_a_run_function_taking_the_trial(tmp_path):
     sleepy = os.path.join(ROOT, "tests", "problem_files", "sleepy.py")
     with pytest.raises(ValueError, match=r"PBT needs a run function that takes the trial"):

@@ -110,6 +110,10 @@ class PBT(Scheduler):
         initial = RandomSearch(problem, seed=self.rng).ask(population)
         self.members = [Member(config) for config in initial]
         self.running: set[int] = set()  # members with a segment out
+        #: member -> its value before it copied another, until it has trained with its new
+        #: values: it ranks there (the bottom stays the bottom: the next member judged is not
+        #: pushed into it by a copy), and nobody copies it meanwhile
+        self.copied: dict[int, float] = {}
         self.done: set[int] = set()  # members that reached max_steps
         self.plans: list[TrialPlan] = [self._segment(m) for m in range(population)]
 
@@ -160,6 +164,7 @@ class PBT(Scheduler):
 
     def _segment_ended(self, m: int, result: Result) -> None:
         member = self.members[m]
+        self.copied.pop(m, None)
         if not member.trained(result, self.problem):
             self._segment_failed(m)
             return
@@ -184,29 +189,42 @@ class PBT(Scheduler):
             self.done.add(m)
 
     def _ranked(self) -> list[int]:
-        """Members with a value, best first."""
-        judged = [i for i, m in enumerate(self.members) if math.isfinite(m.value)]
-        return sorted(judged, key=lambda i: self.members[i].value)
+        """Members with a value, best first; a member that copied another keeps its rank
+        until it has trained with its new hyperparameters."""
+        values = {i: self.copied.get(i, m.value) for i, m in enumerate(self.members)}
+        judged = [i for i, value in values.items() if math.isfinite(value)]
+        return sorted(judged, key=lambda i: values[i])
 
     def _exploit(self, m: int, force: bool = False) -> bool:
         """Copy a top member into ``m`` when ``m`` is in the bottom quantile (or ``force``);
-        True when it did."""
+        True when it did.
+
+        ``m`` is in the bottom quantile only when at least ``(1 - quantile) * population``
+        members rank better: a member not judged yet counts as better, so the first members
+        to report are not exploited for lack of others to compare with. The top quantile
+        is taken among the members judged.
+        """
         ranked = self._ranked()
-        cut = max(1, math.floor(self.quantile * len(ranked)))
+        cut = max(1, math.floor(self.quantile * self.population))
         if len(ranked) < 2:
             return False
         # a member that has finished training is copied only by one that cannot go on
         top = [
             i
             for i in ranked[:cut]
-            if i != m and self.members[i].job_id is not None and (force or i not in self.done)
+            if i != m
+            and i not in self.copied
+            and self.members[i].job_id is not None
+            and (force or i not in self.done)
         ]
-        if not top or (not force and m not in ranked[-cut:]):
+        bottom = m in ranked and ranked.index(m) >= self.population - cut
+        if not top or (not force and not bottom):
             return False
         source = self.members[int(self.rng.choice(top))]
         member = self.members[m]
         old = member.config
         new = self._explore(source.config)
+        self.copied[m] = member.value
         member.config, member.step, member.job_id = new, source.step, source.job_id
         member.value = math.nan  # judged again once it has trained with its new values
         source_index = self.members.index(source)
