@@ -141,12 +141,24 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     those of the best epoch since the restore, or the restored ones.
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, **kwargs: Any) -> None:
+    def __init__(
+        self, monitor: str = "val_loss", patience: int = 5, segment: bool = False, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("restore_best_weights", True)
-        super().__init__(monitor=monitor, patience=patience, **kwargs)
+        # a segment never stops early: the search decides where a population member's
+        # training ends, and judges the network as it is
+        super().__init__(monitor=monitor, patience=2**31 if segment else patience, **kwargs)
+        self.segment = segment
         self.epochs_run = 0
         self.best_logs: dict[str, float] = {}
+        self.last_logs: dict[str, float] = {}
         self._loaded: dict[str, Any] | None = None
+
+    @property
+    def judged_logs(self) -> dict[str, float]:
+        """The logs a run is judged by: the last epoch's for a ``segment`` of a population
+        member, else the best epoch's."""
+        return self.last_logs if self.segment else self.best_logs
 
     def state(self) -> dict[str, Any]:
         """The counters to save with a checkpoint (JSON-serialisable)."""
@@ -184,8 +196,9 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         self.epochs_run = epoch + 1
         previous = self.best
         super().on_epoch_end(epoch, logs)
+        self.last_logs = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
         if self.best is not previous:
-            self.best_logs = {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+            self.best_logs = self.last_logs
 
     def report(self) -> dict[str, Any]:
         best_epoch = self.best_epoch + 1 if self.epochs_run else 0
@@ -397,6 +410,13 @@ def _plain_optimizer(optimizer: Any) -> Iterator[None]:
             optimizer._track_variable(variable)
         for name, variable in swapped.items():
             setattr(optimizer, name, variable)
+
+
+def in_population(trial: Trial | None) -> bool:
+    """True when ``trial`` is a segment of a population member (PBT, replica exchange): the
+    search moves its hyperparameters between segments and judges it by its last epoch, so
+    build its :class:`EarlyStopping` with ``segment=True``."""
+    return trial is not None and trial.member is not None
 
 
 def continue_or_build(

@@ -77,6 +77,17 @@ def test_early_stopping_stops_and_counts_epochs():
     assert stop.report() == {"epochs": 3, "best_epoch": 1, "stopped_early": True}
 
 
+def test_a_segment_never_stops_early_and_is_judged_by_its_last_epoch():
+    x, y = _regression(64)
+    model = _linear(keras.optimizers.SGD(learning_rate=1.5))  # diverges: every epoch is worse
+    stop = EarlyStopping(monitor="loss", patience=2, segment=True)
+    history = model.fit(x, y, epochs=6, batch_size=64, callbacks=[stop], verbose=0)
+    assert stop.report()["epochs"] == 6 and not stop.report()["stopped_early"]
+    assert stop.judged_logs["loss"] == pytest.approx(history.history["loss"][-1])
+    assert stop.best_logs["loss"] == pytest.approx(min(history.history["loss"]))
+    assert stop.judged_logs["loss"] > stop.best_logs["loss"]
+
+
 def test_lr_find_suggests_a_rate_in_the_stable_range():
     # least squares on x ~ N(0, 1): plain gradient descent diverges above lr = 1
     x, y = _regression()

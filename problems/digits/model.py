@@ -63,6 +63,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     With a trial: reports the validation accuracy after every epoch (training loss as
     ``loss``), saves a checkpoint before each report, continues ``trial.restore_from`` when
     given, ends at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
+    A segment of a population member (PBT, replica exchange) never stops early and returns
+    the validation accuracy of its last epoch: the network as the member carries it on.
     """
     import keras
 
@@ -71,6 +73,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
         EarlyStopping,
         TrialCallback,
         continue_or_build,
+        in_population,
         schedule_callbacks,
     )
 
@@ -80,7 +83,12 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     # an uninterrupted run would.
     order = np.random.default_rng(0).permutation(len(X_train))
     X_train, y_train = X_train[order], y_train[order]
-    stop = EarlyStopping(monitor="val_accuracy", patience=PATIENCE, restore_best_weights=False)
+    stop = EarlyStopping(
+        monitor="val_accuracy",
+        patience=PATIENCE,
+        restore_best_weights=False,
+        segment=in_population(trial),
+    )
 
     def build() -> keras.Model:
         model = build_model(config, N_INPUTS, N_CLASSES, "softmax")
@@ -115,7 +123,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
         verbose=0,
     )
     return {
-        "objective": stop.best_logs["val_accuracy"],
+        "objective": stop.judged_logs["val_accuracy"],
         **stop.report(),
         "train_seconds": time.time() - t0,
         "n_params": count_params(config, N_INPUTS, N_CLASSES),

@@ -57,18 +57,31 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     trial: reports it after every epoch (training loss as ``loss``; with two objectives, the
     first), saves a checkpoint before each report, continues ``trial.restore_from`` when given,
     ends at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
+    A segment of a population member (PBT, replica exchange) never stops early and returns
+    the purity of its last epoch: the network as the member carries it on.
     """
     import keras
 
     from hpsearch.arch import build_model
-    from hpsearch.keras import EarlyStopping, TrialCallback, continue_or_build, schedule_callbacks
+    from hpsearch.keras import (
+        EarlyStopping,
+        TrialCallback,
+        continue_or_build,
+        in_population,
+        schedule_callbacks,
+    )
 
     X_train, X_val, y_train, y_val = load_data()
     keras.utils.set_random_seed(0)
     # One fixed order, the same every epoch, so a run continuing a checkpoint sees the batches
     # an uninterrupted run would.
     order = np.random.default_rng(0).permutation(len(X_train))
-    stop = EarlyStopping(monitor="val_loss", patience=PATIENCE, restore_best_weights=False)
+    stop = EarlyStopping(
+        monitor="val_loss",
+        patience=PATIENCE,
+        restore_best_weights=False,
+        segment=in_population(trial),
+    )
 
     def build() -> keras.Model:
         normalise = keras.layers.Normalization()
@@ -111,7 +124,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
         callbacks=callbacks,
         verbose=0,
     )
-    purity = stop.best_logs["val_purity"]
+    purity = stop.judged_logs["val_purity"]
     neurons = count_neurons(config)
     return {
         "objective": [purity, -float(neurons)] if MULTI else purity,

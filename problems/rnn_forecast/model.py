@@ -48,10 +48,12 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     With a trial: reports the validation MSE after every epoch (training loss as ``loss``),
     saves a checkpoint before each report, continues ``trial.restore_from`` when given, ends
     at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
+    A segment of a population member (PBT, replica exchange) never stops early and returns
+    the validation MSE of its last epoch: the network as the member carries it on.
     """
     import keras
 
-    from hpsearch.keras import EarlyStopping, TrialCallback, continue_or_build
+    from hpsearch.keras import EarlyStopping, TrialCallback, continue_or_build, in_population
 
     X, y = windows(generate(LENGTH), config["lookback"])
     split = int(len(X) * (1 - VALIDATION))  # chronological: validate on the future
@@ -59,7 +61,9 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     # checkpoint sees the batches an uninterrupted run would.
     order = np.random.default_rng(0).permutation(split)
     keras.utils.set_random_seed(0)
-    stop = EarlyStopping(patience=PATIENCE, restore_best_weights=False)
+    stop = EarlyStopping(
+        patience=PATIENCE, restore_best_weights=False, segment=in_population(trial)
+    )
 
     def compiled() -> keras.Model:
         model = build(config)
@@ -86,7 +90,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     )
     persistence = float(np.mean((X[split:, -1] - y[split:]) ** 2))
     return {
-        "objective": stop.best_logs["val_loss"],
+        "objective": stop.judged_logs["val_loss"],
         "persistence_mse": persistence,
         **stop.report(),
         "n_params": int(model.count_params()),
