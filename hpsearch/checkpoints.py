@@ -10,6 +10,8 @@ the same job began to overwrite is not restored either.
 
 Usable checkpoints beyond the best ``keep`` finished jobs are deleted, except those a running
 or future job still needs and those of jobs cut by a stop (they are continued on resume).
+They are deleted by a thread of their own: on a parallel file system deleting a folder of
+files takes milliseconds that the master's hand-out should not wait for.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 import os
 import shutil
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,7 @@ class CheckpointStore:
         #: job id -> (step, fingerprint) of the checkpoint a rerun job restored from itself
         self._restored: dict[int, tuple[Any, str]] = {}
         self._usable: dict[int, _Usable] = {}
+        self._deleter: ThreadPoolExecutor | None = None
 
     def directory(self, job_id: int) -> Path:
         return self.root / str(job_id)
@@ -162,7 +166,15 @@ class CheckpointStore:
         )
         for job_id in ranked[self.keep :]:
             del self._usable[job_id]
-            shutil.rmtree(self.directory(job_id), ignore_errors=True)
+            if self._deleter is None:
+                self._deleter = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-deleter")
+            self._deleter.submit(shutil.rmtree, self.directory(job_id), ignore_errors=True)
+
+    def close(self) -> None:
+        """Wait until the checkpoints pruned so far are deleted."""
+        if self._deleter is not None:
+            self._deleter.shutdown(wait=True)
+            self._deleter = None
 
 
 def remove_empty_root(output_dir: str) -> None:

@@ -344,6 +344,7 @@ class Search:
         finally:
             self.evaluator.report_handler = None
             self.scheduler.close()
+            self.checkpoints.close()
             if self.with_trials:
                 remove_empty_root(self.log.output_dir)
         wall = clock() - t_start
