@@ -164,6 +164,32 @@ def test_members_judged_together_exploit_only_the_bottom_quantile(tmp_path):
     assert set(df.groupby("member").tail(1)["p:x"]) <= set(first["p:x"].head(3))
 
 
+def test_members_are_compared_at_a_step_both_have_reached(tmp_path):
+    # one worker trains the members in turn, so a member judged after its second segment is
+    # two steps ahead of those still to train theirs; the value halves as the steps double,
+    # so against their latest values the worst member would look better than it is
+    path = tmp_path / "falling.py"
+    path.write_text(
+        "from hpsearch import Problem\n"
+        "problem = Problem('falling', direction='minimize')\n"
+        "problem.add_hyperparameter('x', (0.5, 1.0))\n"
+        "problem.mutable = ['x']\n"
+        "def run(config, trial):\n"
+        "    for step in range(trial.step + 1, trial.max_steps + 1):\n"
+        "        (trial.checkpoint_dir / 'step').write_text(str(step))\n"
+        "        trial.report(step, config['x'] / step)\n"
+        "    return config['x'] / trial.max_steps\n"
+    )
+    for seed in range(3):
+        out = tmp_path / str(seed)
+        df, _, _ = run_pbt(out, load_problem(str(path)), population=4, max_steps=6, seed=seed)
+        first = df[df["parent"].isna()]
+        worst = int(first.loc[first["p:x"].idxmax(), "member"])
+        rows = df[df["member"] == worst].sort_values("job_id")
+        third = rows.iloc[2]  # what it trained after its second segment: a copy of another
+        assert df.set_index("job_id").loc[int(third["parent"]), "member"] != worst, seed
+
+
 def test_pbt_needs_a_run_function_taking_the_trial(tmp_path):
     sleepy = os.path.join(ROOT, "tests", "problem_files", "sleepy.py")
     with pytest.raises(ValueError, match=r"PBT needs a run function that takes the trial"):

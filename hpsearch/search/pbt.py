@@ -3,8 +3,9 @@ take over the weights and hyperparameters of its strongest, then perturb them.
 
 Every member trains ``interval`` steps per job (a *segment*), continuing its own checkpoint.
 When a segment ends, the member is judged against the latest values of the others, with no
-generation barrier: once it has trained ``ready_after`` steps, a member in the bottom
-``quantile`` copies the checkpoint of a member in the top ``quantile`` (*exploit*, its step
+generation barrier (members are compared at a step both have reached, from their reports):
+once it has trained ``ready_after`` steps, a member in the bottom ``quantile`` copies the
+checkpoint of a member in the top ``quantile`` (*exploit*, its step
 count included) and changes the copied hyperparameters (*explore*): each mutable one is
 redrawn from its declared distribution with probability ``resample``, else a real or integer
 value is multiplied by one of the ``perturb`` factors (clipped to its bounds) and an ordinal
@@ -17,12 +18,14 @@ Every exploit is a row of ``lineage.csv``. The search ends when every member has
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import json
 import logging
 import math
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,11 +39,41 @@ from hpsearch.search.base import Seed
 from hpsearch.search.population import Member, best_member, restore_members
 from hpsearch.search.random import RandomSearch
 from hpsearch.space import Categorical, Config, Integer, Ordinal, Real
+from hpsearch.trial import Report
 
 log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.csv"
 LINEAGE_COLUMNS = ["step", "member", "copied_from", "job_copied", "old", "new"]
+
+
+@dataclass
+class Curve:
+    """The values (to minimise) that a member's weights reported, by step, in step order."""
+
+    steps: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, step: float, value: float) -> None:
+        """Record ``value`` at ``step``; what was recorded at or after it is dropped (the
+        weights that reported it no longer exist)."""
+        cut = bisect.bisect_left(self.steps, step)
+        del self.steps[cut:], self.values[cut:]
+        self.steps.append(step)
+        self.values.append(value)
+
+    def at(self, step: float) -> float | None:
+        """The value reported last at or before ``step`` (None: nothing reported by then)."""
+        i = bisect.bisect_right(self.steps, step)
+        return self.values[i - 1] if i else None
+
+    def until(self, step: float) -> Curve:
+        i = bisect.bisect_right(self.steps, step)
+        return Curve(self.steps[:i], self.values[:i])
+
+    @property
+    def last_step(self) -> float | None:
+        return self.steps[-1] if self.steps else None
 
 
 def _check_fraction(name: str, value: float, high: float = 1.0) -> float:
@@ -110,10 +143,15 @@ class PBT(Scheduler):
         initial = RandomSearch(problem, seed=self.rng).ask(population)
         self.members = [Member(config) for config in initial]
         self.running: set[int] = set()  # members with a segment out
-        #: member -> its value before it copied another, until it has trained with its new
-        #: values: it ranks there (the bottom stays the bottom: the next member judged is not
-        #: pushed into it by a copy), and nobody copies it meanwhile
-        self.copied: dict[int, float] = {}
+        #: member -> the curve of the weights it holds: members are compared at a step both
+        #: have reached. A member that copied another keeps its old curve, and so its rank,
+        #: until it has trained with its new values (the next member judged is not pushed
+        #: into the bottom by a copy).
+        self.curves = [Curve() for _ in range(population)]
+        #: member -> the curve its running segment extends: its own, or after a copy the
+        #: source's up to the copied step
+        self.base: dict[int, Curve] = {}
+        self.building: dict[int, Curve] = {}
         self.done: set[int] = set()  # members that reached max_steps
         self.plans: list[TrialPlan] = [self._segment(m) for m in range(population)]
 
@@ -123,6 +161,9 @@ class PBT(Scheduler):
         finished segment whose checkpoint is kept (the jobs that were running go out again
         first, as they were); a member without one starts afresh."""
         restore_members(self.members, log, self.problem)
+        for curve, member in zip(self.curves, self.members, strict=True):
+            if math.isfinite(member.value):
+                curve.add(member.step, member.value)
         self.done = {m for m, member in enumerate(self.members) if member.step >= self.max_steps}
         running = {job.member for job in rerun if job.member is not None}
         self.running = running
@@ -136,6 +177,17 @@ class PBT(Scheduler):
         taken, self.plans = self.plans[:n], self.plans[n:]
         self.running.update(p.member for p in taken if p.member is not None)
         return taken
+
+    def report(self, job: Job, report: Report) -> bool:
+        m = job.member
+        if m is not None and m < self.population and report.objective is not None:
+            value = self.problem.sign * float(report.objective)
+            if math.isfinite(value):
+                if m not in self.building:
+                    base = self.base.get(m, self.curves[m])
+                    self.building[m] = base.until(base.last_step or 0)
+                self.building[m].add(float(report.step), value)
+        return False
 
     def finished(self, results: list[Result]) -> None:
         for r in results:
@@ -164,10 +216,14 @@ class PBT(Scheduler):
 
     def _segment_ended(self, m: int, result: Result) -> None:
         member = self.members[m]
-        self.copied.pop(m, None)
+        building = self.building.pop(m, None)
         if not member.trained(result, self.problem):
-            self._segment_failed(m)
+            self._segment_failed(m)  # a retry starts from the same weights: the same base
             return
+        base = self.base.pop(m, self.curves[m])
+        curve = building or base.until(base.last_step or 0)
+        curve.add(float(member.step), member.value)  # what it returned is what counts
+        self.curves[m] = curve
         if member.step >= self.max_steps:
             self.done.add(m)
             return
@@ -188,49 +244,69 @@ class PBT(Scheduler):
             log.warning("PBT member %d failed twice with no member to copy: stopped", m)
             self.done.add(m)
 
-    def _ranked(self) -> list[int]:
-        """Members with a value, best first; a member that copied another keeps its rank
-        until it has trained with its new hyperparameters."""
-        values = {i: self.copied.get(i, m.value) for i, m in enumerate(self.members)}
-        judged = [i for i, value in values.items() if math.isfinite(value)]
-        return sorted(judged, key=lambda i: values[i])
+    def _in_bottom(self, m: int, cut: int) -> bool:
+        """True when at least ``population - cut`` members beat ``m`` at a step both have
+        reached (a member that has not reported yet does not)."""
+        step = self.curves[m].last_step
+        if step is None:
+            return False
+        better = 0
+        for i, curve in enumerate(self.curves):
+            if i == m:
+                continue
+            last = curve.last_step
+            if last is None:
+                continue
+            common = min(step, last)
+            mine, theirs = self.curves[m].at(common), curve.at(common)
+            better += mine is not None and theirs is not None and theirs < mine
+        return better >= self.population - cut
+
+    def _top(self, m: int, cut: int, force: bool) -> list[int]:
+        """The ``cut`` best members that ``m`` may copy, by their value at ``m``'s step or,
+        for those not there yet, their latest (a member behind looks no better than it is)."""
+        step = self.curves[m].last_step
+        values = {}
+        for i, curve in enumerate(self.curves):
+            member = self.members[i]
+            # nobody copies a member that copied another and has not trained since, or whose
+            # last segment failed (its value is NaN then); a member that has finished
+            # training is copied only by one that cannot go on
+            if i == m or member.job_id is None or not math.isfinite(member.value):
+                continue
+            if i in self.done and not force:
+                continue
+            value = curve.at(step) if step is not None else None
+            value = curve.values[-1] if value is None and curve.values else value
+            if value is not None:
+                values[i] = value
+        return sorted(values, key=values.__getitem__)[:cut]
 
     def _exploit(self, m: int, force: bool = False) -> bool:
         """Copy a top member into ``m`` when ``m`` is in the bottom quantile (or ``force``);
         True when it did.
 
-        ``m`` is in the bottom quantile only when at least ``(1 - quantile) * population``
-        members rank better: a member not judged yet counts as better, so the first members
-        to report are not exploited for lack of others to compare with. The top quantile
-        is taken among the members judged.
+        Members are compared at a step both have reached, so a member that is ahead in its
+        training is not judged against values the others reported steps ago. ``m`` is in the
+        bottom quantile only when at least ``(1 - quantile) * population`` members beat it,
+        so the first members to report are not exploited for lack of others to compare with.
         """
-        ranked = self._ranked()
         cut = max(1, math.floor(self.quantile * self.population))
-        if len(ranked) < 2:
+        if not force and not self._in_bottom(m, cut):
             return False
-        # a member that has finished training is copied only by one that cannot go on
-        top = [
-            i
-            for i in ranked[:cut]
-            if i != m
-            and i not in self.copied
-            and self.members[i].job_id is not None
-            and (force or i not in self.done)
-        ]
-        bottom = m in ranked and ranked.index(m) >= self.population - cut
-        if not top or (not force and not bottom):
+        top = self._top(m, cut, force)
+        if not top:
             return False
-        source = self.members[int(self.rng.choice(top))]
-        member = self.members[m]
+        s = int(self.rng.choice(top))
+        source, member = self.members[s], self.members[m]
         old = member.config
         new = self._explore(source.config)
-        self.copied[m] = member.value
+        self.base[m] = self.curves[s].until(source.step)
         member.config, member.step, member.job_id = new, source.step, source.job_id
         member.value = math.nan  # judged again once it has trained with its new values
-        source_index = self.members.index(source)
         if member.step >= self.max_steps:
             self.done.add(m)
-        self._log_lineage(m, source_index, old, new)
+        self._log_lineage(m, s, old, new)
         return True
 
     def _explore(self, config: Config) -> Config:
