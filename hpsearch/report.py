@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -167,13 +167,16 @@ def objective_columns(df: pd.DataFrame) -> list[str]:
 
 
 # ---- plots ---------------------------------------------------------------------------------
-def _figure(width: float = 7.0, height: float = 4.0) -> Figure:
+def new_figure(width: float = 7.0, height: float = 4.0) -> Figure:
+    """A figure of ``width`` x ``height`` inches with constrained layout (drawn by Agg, no
+    pyplot), for :func:`save_figure`."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _save(fig: Figure, path: str) -> str:
+def save_figure(fig: Figure, path: str) -> str:
+    """Write ``fig`` as a PNG at 100 dpi, without the matplotlib version; return ``path``."""
     fig.savefig(path, dpi=100, metadata={"Software": None})
     return path
 
@@ -190,7 +193,7 @@ def _grid_median(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) 
 
 def plot_best(runs: Sequence[Run], path: str, x: str, maximize: bool) -> str:
     """Best objective so far against ``x`` (``"t_end"`` or ``"n"``), median and spread per group."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     groups: dict[str, list[Run]] = {}
     for run in runs:
@@ -223,7 +226,7 @@ def plot_best(runs: Sequence[Run], path: str, x: str, maximize: bool) -> str:
     ax.set_title(f"Best objective ({'maximised' if maximize else 'minimised'})")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _colours(n: int) -> list[Any]:
@@ -239,7 +242,7 @@ def plot_workers(run: Run, path: str) -> str:
     from matplotlib.lines import Line2D
 
     rows = _timed(run.df)
-    fig = _figure(8.0, 6.0)
+    fig = new_figure(8.0, 6.0)
     gantt, busy = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     keys = rows["host"].astype(str) + "/" + rows["worker"].astype(str)
     codes, uniques = pd.factorize(keys, sort=True)
@@ -273,7 +276,7 @@ def plot_workers(run: Run, path: str) -> str:
     busy.set_xlabel("time since the search started (s)")
     busy.set_title(f"utilisation {u:.3f}", fontsize="small")
     gantt.autoscale_view(scaley=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _encoded_params(df: pd.DataFrame) -> pd.DataFrame:
@@ -311,12 +314,12 @@ def parameter_importance(df: pd.DataFrame, seed: int = 0, max_rows: int = 5000) 
 
 
 def plot_importance(importance: pd.Series, path: str) -> str:
-    fig = _figure(6.0, 0.6 + 0.35 * len(importance))
+    fig = new_figure(6.0, 0.6 + 0.35 * len(importance))
     ax = fig.add_subplot()
     ax.barh(importance.index[::-1], importance.to_numpy()[::-1], color="tab:blue")
     ax.set_xlabel("importance (random forest, impurity decrease)")
     ax.set_title("Parameter importance")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def top_k(df: pd.DataFrame, k: int, maximize: bool) -> pd.DataFrame:
@@ -336,7 +339,7 @@ def plot_parallel(df: pd.DataFrame, path: str, maximize: bool, k: int = 30) -> s
     low, high = X.min(), X.max()
     scaled = ((X.loc[best.index] - low) / (high - low).replace(0, 1)).fillna(-0.05)
     names = list(X.columns)
-    fig = _figure(max(6.0, 0.9 * len(names)), 4.0)
+    fig = new_figure(max(6.0, 0.9 * len(names)), 4.0)
     ax = fig.add_subplot()
     xs = np.arange(len(names))
     objective = best["objective"].astype(float).to_numpy()
@@ -358,7 +361,7 @@ def plot_parallel(df: pd.DataFrame, path: str, maximize: bool, k: int = 30) -> s
     from matplotlib.cm import ScalarMappable
 
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="objective")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pareto(df: pd.DataFrame, path: str, columns: Sequence[str], maximize: bool) -> str:
@@ -368,7 +371,7 @@ def plot_pareto(df: pd.DataFrame, path: str, columns: Sequence[str], maximize: b
     rows = df.loc[df["status"] == DONE]
     front = pareto_front(rows, columns, maximize=maximize)
     a, b = columns[0], columns[1]
-    fig = _figure(6.0, 5.0)
+    fig = new_figure(6.0, 5.0)
     ax = fig.add_subplot()
     ax.scatter(rows[a], rows[b], s=10, color="0.6", label="evaluations")
     ordered = front.sort_values(a)
@@ -377,7 +380,7 @@ def plot_pareto(df: pd.DataFrame, path: str, columns: Sequence[str], maximize: b
     ax.set_ylabel(b)
     ax.set_title(f"Pareto front ({'maximised' if maximize else 'minimised'})")
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---- the report --------------------------------------------------------------------------
@@ -503,6 +506,7 @@ def write_report(
             f"Pareto front ({main.label})",
             plot_pareto(main.df, os.path.join(output, "pareto.png"), vectors, maximize),
         )
+    _population_sections(main, output, maximize, image, sections)
     if best is None:
         best_html = "<p>no evaluation succeeded</p>"
     else:
@@ -522,6 +526,53 @@ def write_report(
     with open(files["html"], "w") as f:
         f.write(page)
     return files
+
+
+def _population_sections(
+    run: Run,
+    output: str,
+    maximize: bool,
+    image: Callable[[str, str, str], None],
+    sections: list[str],
+) -> None:
+    """The figures of a population method, when the run's directory has its files: the PBT
+    lineage (``lineage.csv``), and the ladder acceptance and replica values of a replica
+    exchange (``exchanges.csv``). A run without either gets nothing."""
+    from hpsearch import population_plots as pp
+    from hpsearch.results import load_steps
+
+    run_dir = _run_dir(run.path)
+    label = html.escape(run.label)
+    if os.path.isfile(os.path.join(run_dir, pp.LINEAGE_FILE)):
+        try:
+            path = pp.plot_lineage(
+                run.df,
+                pp.load_lineage(run_dir),
+                load_steps(run_dir),
+                os.path.join(output, "lineage.png"),
+                maximize,
+            )
+        except ValueError as err:
+            sections.append(f"<h2>PBT lineage ({label})</h2>\n<p>{html.escape(str(err))}</p>")
+        else:
+            image("lineage", f"PBT lineage and hyperparameter schedules ({run.label})", path)
+    if os.path.isfile(os.path.join(run_dir, pp.EXCHANGES_FILE)):
+        exchanges = pp.load_exchanges(run_dir)
+        try:
+            ratios = pp.acceptance_ratios(exchanges, run.df)
+            names = pp.ladder_names(exchanges, run.df)
+            replicas = pp.plot_replicas(
+                run.df, names, os.path.join(output, "replicas.png"), exchanges
+            )
+        except ValueError as err:
+            sections.append(f"<h2>Replica exchange ({label})</h2>\n<p>{html.escape(str(err))}</p>")
+            return
+        image(
+            "acceptance",
+            f"Replica exchange: acceptance per adjacent ladder pair ({run.label})",
+            pp.plot_acceptance(ratios, os.path.join(output, "acceptance.png")),
+        )
+        image("replicas", f"Replica exchange: ladder values over steps ({run.label})", replicas)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.report") -> int:

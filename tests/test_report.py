@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import itertools
 import json
 import math
 import os
@@ -11,7 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hpsearch import load_problem, load_results
 from hpsearch.cli import console_main
+from hpsearch.population_plots import (
+    acceptance_ratios,
+    exploit_arrows,
+    lineage_hyperparameters,
+    load_exchanges,
+    load_lineage,
+    objective_lines,
+    parse_exchanges,
+)
 from hpsearch.problem import Problem
 from hpsearch.report import (
     best_so_far,
@@ -24,9 +36,15 @@ from hpsearch.report import (
     write_report,
 )
 from hpsearch.search.random import RandomSearch
+from hpsearch.search.rex import ladder_values
 from hpsearch.search_record import search_record, write_search
+from hpsearch.simulate import main as simulate_main
 from hpsearch.simulate import simulate
 from hpsearch.testfunctions import make_problem
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPPER = os.path.join(ROOT, "tests", "problem_files", "stepper.py")
+POPULATION_FIGURES = {"lineage", "acceptance", "replicas"}
 
 PNG = b"\x89PNG\r\n\x1a\n"
 HEADER = "job_id,p:lr,p:act,objective,status,worker,host,t_submit,t_start,t_end,error\n"
@@ -100,7 +118,10 @@ def test_report_of_a_simulated_run_has_every_plot(tmp_path):
     files = write_report([run], str(tmp_path / "report"))
     expected = {"best_vs_time", "best_vs_evals", "workers", "importance", "parallel", "html"}
     assert expected <= set(files)
-    assert_offline_page(files)
+    page = assert_offline_page(files)
+    # a plain search has no lineage.csv or exchanges.csv: no population figure
+    assert not POPULATION_FIGURES & set(files)
+    assert "lineage" not in page and "Replica exchange" not in page
     with open(files["best"]) as f:
         best = json.load(f)
     df = pd.read_csv(os.path.join(run, "results.csv"))
@@ -234,3 +255,76 @@ def test_report_without_a_success_writes_no_best_json(tmp_path):
     files = write_report([run], str(tmp_path / "report"))
     assert "best" not in files and not os.path.exists(tmp_path / "report" / "best.json")
     assert "no evaluation succeeded" in assert_offline_page(files)
+
+
+def simulated_population(path, method: str, *options: str) -> str:
+    """A population run of the stepper in the simulator; uneven durations make it asynchronous."""
+    argv = [method, "--problem", STEPPER, "--workers", "3", "--duration", "uniform:5,15"]
+    argv += ["--master-time", "zero"]  # the virtual clock alone: the same run every time
+    assert simulate_main([*argv, "--max-steps", "12", "--output", str(path), *options]) == 0
+    return str(path)
+
+
+def test_report_of_a_pbt_run_draws_its_lineage(tmp_path):
+    run = simulated_population(tmp_path / "pbt", "pbt", "--population", "6", "--seed", "0")
+    files = write_report([run], str(tmp_path / "report"))
+    assert "lineage" in files and not {"acceptance", "replicas"} & set(files)
+    page = assert_offline_page(files)
+    assert "<h2>PBT lineage and hyperparameter schedules (pbt)</h2>" in page
+
+    df, lineage = load_results(run), load_lineage(run)
+    assert len(lineage) > 0
+    # every exploit is an arrow from the copied job's point to the copier's point before it
+    arrows = exploit_arrows(df, lineage)
+    assert len(arrows) == len(lineage)
+    by_job = df.set_index("job_id")
+    copied = by_job.loc[lineage["job_copied"]]
+    assert arrows["x_from"].tolist() == lineage["step"].astype(float).tolist()
+    assert arrows["x_from"].tolist() == copied["step_end"].astype(float).tolist()
+    assert arrows["y_from"].tolist() == copied["objective"].tolist()
+    for a in arrows.itertuples():
+        own = df[(df["member"] == a.member) & (df["step_end"] == a.x_to)]
+        assert a.y_to in own["objective"].tolist()
+    # the schedules: the hyperparameters the exploits changed, one line per member
+    assert lineage_hyperparameters(df, lineage) == ["rate", "x"]
+    lines = objective_lines(df)
+    assert sorted(lines) == list(range(6))
+    for x, y in lines.values():
+        assert np.nanmax(x) == 12 and np.isfinite(y[np.isfinite(x)]).all()
+
+
+def test_report_of_a_replica_exchange_draws_the_ladder_acceptance(tmp_path):
+    run = simulated_population(
+        tmp_path / "rex", "rex", "--replicas", "4", "--ladder", "rate=0.1:1:log", "--seed", "0"
+    )
+    files = write_report([run], str(tmp_path / "report"))
+    assert {"acceptance", "replicas"} <= set(files) and "lineage" not in files
+    page = assert_offline_page(files)
+    assert "Replica exchange: acceptance per adjacent ladder pair (rex)" in page
+
+    # the plotted ratios, counted again straight from exchanges.csv: a ladder pair is its two
+    # inverse temperatures (the replica numbers of "pair" follow the swaps)
+    raw = pd.read_csv(os.path.join(run, "exchanges.csv"))
+    counts: dict[tuple[float, float], list[int]] = {}
+    for betas, accepted in zip(raw["betas"], raw["accepted"], strict=True):
+        sums = sorted(float(f"{sum(b.values()):.9g}") for b in ast.literal_eval(betas))
+        counts.setdefault((sums[1], sums[0]), []).append(int(accepted))
+    ratios = acceptance_ratios(load_exchanges(run), load_results(run))
+    plotted = {
+        (float(f"{r.cold:.9g}"), float(f"{r.hot:.9g}")): (r.accepted, r.proposals, r.ratio)
+        for r in ratios.itertuples()
+    }
+    assert plotted == {k: (sum(v), len(v), sum(v) / len(v)) for k, v in counts.items()}
+    assert len(set(raw["pair"])) > len(ratios)  # one ladder pair under several replica pairs
+    # coldest pair first, labelled by the adjacent ladder values it swaps
+    ladder = [f"{v:.3g}" for v in ladder_values(load_problem(STEPPER), "rate", 0.1, 1, True, 4)]
+    pairs = [f"rate {a} ↔ {b}" for a, b in itertools.pairwise(ladder)]
+    assert ratios["label"].tolist() == [p for p in pairs if p in set(ratios["label"])]
+    assert ratios["cold"].is_monotonic_decreasing
+
+    # betas written by a problem's own inverse temperatures as numpy scalars read the same
+    wrapped = raw.assign(
+        betas=raw["betas"].str.replace(r"(\d[\d.e+-]*)", r"np.float64(\1)", regex=True)
+    )
+    assert "np.float64(" in wrapped["betas"].iloc[0]
+    pd.testing.assert_frame_equal(parse_exchanges(wrapped), parse_exchanges(raw))
