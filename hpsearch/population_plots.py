@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -255,25 +254,13 @@ def exploit_arrows(df: pd.DataFrame, lineage: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- replica exchange ------------------------------------------------------------------------
-_WRAPPED = re.compile(r"^[A-Za-z_][\w.]*\((.*)\)$")  # np.float64(3.0) -> 3.0
-
-
-def _number(text: str) -> float:
-    text = text.strip()
-    while (wrapped := _WRAPPED.match(text)) is not None:
-        text = wrapped.group(1).strip()
-    return float(text)
-
-
 def _betas(text: str) -> list[dict[str, float]]:
-    """The two dicts of a ``betas`` cell, ``repr((beta_m, beta_n))`` of rex.py."""
-    dicts = re.findall(r"\{([^{}]*)\}", str(text))
-    if len(dicts) != 2:
-        raise ValueError(f"exchanges.csv: cannot read betas {text!r}")
-    return [
-        {key: _number(value) for _, key, value in re.findall(r"(['\"])(.*?)\1\s*:\s*([^,]+)", d)}
-        for d in dicts
-    ]
+    """The two dicts of a ``betas`` cell of exchanges.csv (JSON: colder replica first)."""
+    try:
+        sides = json.loads(text)
+        return [{str(k): float(v) for k, v in side.items()} for side in sides]
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"exchanges.csv: cannot read betas {text!r}") from None
 
 
 def _key(value: float) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import math
 import os
@@ -228,8 +229,16 @@ class ReplicaExchange(Scheduler):
             writer = csv.writer(f)
             if fresh:
                 writer.writerow(EXCHANGE_COLUMNS)
+            beta_cells = [{name: float(b) for name, b in side.items()} for side in betas]
             writer.writerow(
-                [step, f"{pair[0]}-{pair[1]}", repr(betas), repr(losses), probability, accepted]
+                [
+                    step,
+                    f"{pair[0]}-{pair[1]}",
+                    json.dumps(beta_cells),
+                    json.dumps([float(loss) for loss in losses]),
+                    probability,
+                    accepted,
+                ]
             )
 
 
