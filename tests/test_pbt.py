@@ -18,6 +18,7 @@ from hpsearch.loop import Search
 from hpsearch.results import ResultsLog
 from hpsearch.search.pbt import PBT
 from hpsearch.simulate import simulate
+from tests.killing import kill_when
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPPER = os.path.join(ROOT, "tests", "problem_files", "stepper.py")
@@ -238,30 +239,41 @@ def test_the_command_line_writes_segments_and_lineage(tmp_path):
     assert np.isfinite(df["objective"]).all()
 
 
-def test_a_killed_population_resumes_with_every_member_continuing_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("ending", ["timeout", "sigkill"])
+def test_a_killed_population_resumes_with_every_member_continuing_its_checkpoint(tmp_path, ending):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "hpsearch.pbt", "--problem", STEPPER, "--population", "4"]
     command += ["--interval", "2", "--max-steps", "12", "--workers", "2", "--output", str(out)]
     command += ["--seed", "0"]
     env = {**os.environ, "HPSEARCH_STEPPER_SLEEP": "0.3"}
-    first = subprocess.run([*command, "--timeout", "8", "--grace", "0"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    if ending == "timeout":
+        first = subprocess.run([*command, "--timeout", "8", "--grace", "0"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+    else:
+        results = out / "results.csv"
+        kill_when(
+            command, env, lambda: results.exists() and len(results.read_text().splitlines()) > 6
+        )
     before = load_results(str(out))
     assert (before["step_end"].fillna(0) < 12).any()  # cut short
+    with open(out / "submitted.jsonl") as f:
+        submitted = {json.loads(line)["job_id"] for line in f}
     second = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=180)  # fmt: skip
     assert second.returncode == 0, second.stderr
     df = load_results(str(out))
     # nothing finished is lost (a column's type may widen once later rows fill it)
     pd.testing.assert_frame_equal(df.head(len(before))[before.columns], before, check_dtype=False)
+    after = df.iloc[len(before) :]
+    assert not set(after["job_id"]) & set(before.loc[before["status"] == "DONE", "job_id"])
+    rerun = set(after["job_id"]) & submitted  # running when the search died: run again
     done = df[df["status"] == "DONE"].set_index("job_id")
     assert sorted(done["member"].unique()) == [0, 1, 2, 3]
     assert (done.groupby("member")["step_end"].max() == 12).all()  # nobody lost
-    cut = set(df.loc[df["status"] == "CANCELLED", "job_id"])
     for job_id, row in done[done["parent"].notna()].iterrows():
         parent = done.loc[int(row["parent"])]  # continued a finished segment's checkpoint
-        if job_id in cut:  # run again, from its own checkpoint when that was usable
+        if job_id in rerun:  # from its own checkpoint when that was usable
             assert row["step_start"] >= parent["step_end"], job_id
         else:
             assert row["step_start"] == parent["step_end"], job_id

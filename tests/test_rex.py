@@ -16,6 +16,7 @@ from hpsearch.loop import Search
 from hpsearch.results import ResultsLog
 from hpsearch.search.rex import ReplicaExchange, ladder_values
 from hpsearch.simulate import simulate
+from tests.killing import kill_when
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPPER = os.path.join(ROOT, "tests", "problem_files", "stepper.py")
@@ -125,21 +126,32 @@ def test_the_command_line_writes_exchanges(tmp_path):
     assert exchanges["step"].tolist() == [2, 4]
 
 
-def test_a_cut_replica_exchange_resumes_every_replica_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("ending", ["timeout", "sigkill"])
+def test_a_cut_replica_exchange_resumes_every_replica_from_its_checkpoint(tmp_path, ending):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "hpsearch.rex", "--problem", STEPPER, "--replicas", "3"]
     command += ["--ladder", "rate=0.1:1:log", "--max-steps", "12", "--workers", "2"]
     command += ["--output", str(out), "--seed", "0"]
     env = {**os.environ, "HPSEARCH_STEPPER_SLEEP": "0.3"}
-    first = subprocess.run([*command, "--timeout", "7", "--grace", "0"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert first.returncode == 0, first.stderr
-    assert (load_results(str(out))["status"] == "CANCELLED").any()
+    if ending == "timeout":
+        first = subprocess.run([*command, "--timeout", "7", "--grace", "0"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        assert (load_results(str(out))["status"] == "CANCELLED").any()
+    else:
+        results = out / "results.csv"
+        kill_when(
+            command, env, lambda: results.exists() and len(results.read_text().splitlines()) > 4
+        )
+    before = load_results(str(out))
     second = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=180)  # fmt: skip
     assert second.returncode == 0, second.stderr
-    done = load_results(str(out))
-    done = done[done["status"] == "DONE"].set_index("job_id")
+    df = load_results(str(out))
+    # nothing finished is lost (a column's type may widen once later rows fill it)
+    pd.testing.assert_frame_equal(df.head(len(before))[before.columns], before, check_dtype=False)
+    done = df[df["status"] == "DONE"].set_index("job_id")
+    assert done.index.is_unique  # no segment trained twice to its end
     assert (done.groupby("member")["step_end"].max() == 12).all()
     for _, row in done[done["parent"].notna()].iterrows():
         parent = done.loc[int(row["parent"])]
