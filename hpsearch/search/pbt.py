@@ -18,19 +18,18 @@ Every exploit is a row of ``lineage.csv``. The search ends when every member has
 from __future__ import annotations
 
 import argparse
-import bisect
 import csv
 import json
 import logging
 import math
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from hpsearch.arguments import positive_int
+from hpsearch.curve import Curve
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem, takes_trial
 from hpsearch.results import ResultsLog
@@ -45,35 +44,6 @@ log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.csv"
 LINEAGE_COLUMNS = ["step", "member", "copied_from", "job_copied", "old", "new"]
-
-
-@dataclass
-class Curve:
-    """The values (to minimise) that a member's weights reported, by step, in step order."""
-
-    steps: list[float] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-
-    def add(self, step: float, value: float) -> None:
-        """Record ``value`` at ``step``; what was recorded at or after it is dropped (the
-        weights that reported it no longer exist)."""
-        cut = bisect.bisect_left(self.steps, step)
-        del self.steps[cut:], self.values[cut:]
-        self.steps.append(step)
-        self.values.append(value)
-
-    def at(self, step: float) -> float | None:
-        """The value reported last at or before ``step`` (None: nothing reported by then)."""
-        i = bisect.bisect_right(self.steps, step)
-        return self.values[i - 1] if i else None
-
-    def until(self, step: float) -> Curve:
-        i = bisect.bisect_right(self.steps, step)
-        return Curve(self.steps[:i], self.values[:i])
-
-    @property
-    def last_step(self) -> float | None:
-        return self.steps[-1] if self.steps else None
 
 
 def _check_fraction(name: str, value: float, high: float = 1.0) -> float:
