@@ -82,6 +82,9 @@ class Result:
     #: and its checkpoint directory when it is usable for a later job to restore from.
     step_end: Any = None
     checkpoint: str | None = None
+    #: Set by the search loop: the highest rung of early stopping the trial reached (None:
+    #: no stopper, or no rung).
+    rung: int | None = None
 
     @property
     def status(self) -> str:

@@ -284,6 +284,7 @@ class Search:
         for r in results:
             self.running.pop(r.job.job_id, None)
             r.step_end = self.last_step.pop(r.job.job_id, None)
+            r.rung = self.scheduler.rung(r.job.job_id)
         self.log.write(results)
         self.report_times.append(self.evaluator.now())
         finished = [r for r in results if r.status in FINISHED]

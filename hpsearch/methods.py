@@ -33,6 +33,9 @@ class Method:
     name: str
     description: str
     module: str
+    #: Trains every trial from scratch (an ask/tell optimizer): takes the early-stopping
+    #: flags of :mod:`hpsearch.stopping`.
+    stoppable: bool = False
 
     def _implementation(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -40,6 +43,10 @@ class Method:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add the method's own flags to ``parser``."""
         self._implementation().add_arguments(parser)
+        if self.stoppable:
+            from hpsearch import stopping
+
+            stopping.add_arguments(parser)
 
     def build(self, problem: Problem, args: argparse.Namespace) -> Optimizer | Scheduler:
         """The optimizer (or trial scheduler) for ``problem`` configured by parsed flags
@@ -48,11 +55,19 @@ class Method:
         Raises ValueError naming a bad parameter value.
         """
         method: Optimizer | Scheduler = self._implementation().build(problem, args)
+        if self.stoppable:
+            from hpsearch import stopping
+
+            return stopping.build(problem, method, args)
         return method
 
     def parameters(self, args: argparse.Namespace) -> dict[str, Any]:
         """The method's own parameters in parsed flags, as plain JSON values (no seed)."""
         parameters: dict[str, Any] = self._implementation().parameters(args)
+        if self.stoppable:
+            from hpsearch import stopping
+
+            parameters.update(stopping.parameters(args))
         return parameters
 
 
@@ -60,8 +75,8 @@ METHODS: Mapping[str, Method] = MappingProxyType(
     {
         m.name: m
         for m in (
-            Method("rs", "random search", "hpsearch.search.random"),
-            Method("ambs", "asynchronous model-based search", "hpsearch.search.ambs"),
+            Method("rs", "random search", "hpsearch.search.random", stoppable=True),
+            Method("ambs", "asynchronous model-based search", "hpsearch.search.ambs", True),
             Method("pbt", "population-based training", "hpsearch.search.pbt"),
             Method("rex", "replica exchange of hyperparameters", "hpsearch.search.rex"),
         )

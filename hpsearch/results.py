@@ -56,7 +56,7 @@ RECORD_COLUMNS = [
 #: Columns of trials that belong to a population or continue a checkpoint.
 LINEAGE_COLUMNS = ["member", "parent"]
 #: Columns of trials whose runs report steps.
-PROGRESS_COLUMNS = ["step_start", "step_end", "stopped"]
+PROGRESS_COLUMNS = ["step_start", "step_end", "stopped", "rung"]
 #: Fields of a job beyond its id and configuration, journalled (as planned) when they differ
 #: from the default; where its checkpoints are is worked out again when it is handed out.
 JOB_FIELDS = ("member", "parent", "step", "max_steps")
@@ -248,6 +248,8 @@ class ResultsLog:
             row.update(member=job.member, parent=job.parent)
         if result.step_end is not None or job.step or out.stopped:
             row.update(step_start=job.step, step_end=result.step_end, stopped=out.stopped)
+        if result.rung is not None:
+            row["rung"] = result.rung
         return row
 
     def write(self, results: Iterable[Result]) -> None:

@@ -9,9 +9,11 @@ checkpoints they still need. See docs/trials.md for a worked example.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem
@@ -20,6 +22,9 @@ from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
 from hpsearch.suggestions import SuggestionBuffer
 from hpsearch.trial import Report
+
+if TYPE_CHECKING:
+    from hpsearch.stopping import Stopper
 
 
 @dataclass
@@ -80,6 +85,10 @@ class Scheduler:
         """Learn of a report of running ``job``; True asks the trial to stop."""
         return False
 
+    def rung(self, job_id: int) -> int | None:
+        """The highest rung of early stopping job ``job_id`` reached (None: none)."""
+        return None
+
     def finished(self, results: list[Result]) -> None:
         """Learn of ended jobs (``Result.checkpoint`` is set where one is usable)."""
 
@@ -102,16 +111,32 @@ class Scheduler:
 
 
 class AskTellScheduler(Scheduler):
-    """Run an ask/tell :class:`~hpsearch.search.base.Optimizer`: every trial is a fresh start.
+    """Run an ask/tell :class:`~hpsearch.search.base.Optimizer`: every trial is a fresh start,
+    ending at ``max_steps`` (None: the problem decides).
 
     Suggestions are asked ahead in a background thread (see
-    :class:`~hpsearch.suggestions.SuggestionBuffer`), so a free worker gets one at once.
+    :class:`~hpsearch.suggestions.SuggestionBuffer`), so a free worker gets one at once. A
+    ``stopper`` (see :mod:`hpsearch.stopping`) answers the trials' reports. The optimizer
+    learns a stopped trial's last value as no better than the worst trial that trained to
+    its end (it was stopped for being behind, and a last value is no final value); until
+    one has, the stopped trial stays pending, under the optimizer's liar.
     """
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        stopper: Stopper | None = None,
+        max_steps: int | None = None,
+    ) -> None:
         self.optimizer = optimizer
         self.problem = optimizer.problem
+        self.stopper = stopper
+        self.max_steps = max_steps
         self._buffer: SuggestionBuffer | None = None
+        #: the worst final value (to minimise) of the trials that trained to their end
+        self._worst_final = -math.inf
+        #: stopped trials (configuration, last value to minimise) waiting for a final value
+        self._stopped: list[tuple[Config, float]] = []
 
     def _suggestions(self) -> SuggestionBuffer:
         if self._buffer is None:
@@ -119,8 +144,38 @@ class AskTellScheduler(Scheduler):
         return self._buffer
 
     def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
-        self.optimizer.tell(*log.finished())
+        configs, objectives = log.finished()
+        previous = log.previous
+        stopped = (
+            previous.loc[previous["status"].isin(FINISHED), "stopped"].fillna(False).astype(bool)
+            if "stopped" in previous
+            else [False] * len(configs)
+        )
+        self.optimizer.tell(*self._learnable(list(zip(configs, objectives, stopped, strict=True))))
         self.optimizer.mark_pending([job.config for job in rerun])
+        self.optimizer.mark_pending([config for config, _ in self._stopped])
+
+    def _learnable(self, ended: list[tuple[Config, Any, bool]]) -> tuple[list[Config], list[Any]]:
+        """What the optimizer learns of ended trials ``(config, objective, stopped)``: a
+        stopped trial counts as no better than the worst trial that trained to its end, and
+        waits (pending, so under the optimizer's liar) until one has."""
+        configs: list[Config] = []
+        objectives: list[Any] = []
+        for config, objective, stopped in ended:
+            scalar = isinstance(objective, int | float) and math.isfinite(objective)
+            if stopped and scalar:
+                self._stopped.append((config, self.problem.sign * float(objective)))
+                continue
+            if scalar:
+                self._worst_final = max(self._worst_final, self.problem.sign * float(objective))
+            configs.append(config)
+            objectives.append(objective)
+        if self._worst_final > -math.inf:
+            for config, value in self._stopped:
+                configs.append(config)
+                objectives.append(self.problem.sign * max(value, self._worst_final))
+            self._stopped = []
+        return configs, objectives
 
     def open(self, background: bool) -> None:
         self._buffer = SuggestionBuffer(self.optimizer, background)
@@ -136,12 +191,22 @@ class AskTellScheduler(Scheduler):
         self._suggestions().wait_ready(timeout)
 
     def take(self, n: int) -> list[TrialPlan]:
-        return [TrialPlan(config) for config in self._suggestions().take(n)]
+        configs = self._suggestions().take(n)
+        return [TrialPlan(config, max_steps=self.max_steps) for config in configs]
+
+    def report(self, job: Job, report: Report) -> bool:
+        if self.stopper is None or report.objective is None:
+            return False
+        value = self.problem.sign * float(report.objective)
+        return math.isfinite(value) and self.stopper.judge(job.job_id, float(report.step), value)
+
+    def rung(self, job_id: int) -> int | None:
+        return None if self.stopper is None else self.stopper.rung(job_id)
 
     def finished(self, results: list[Result]) -> None:
         done = [r for r in results if r.status in FINISHED]
         buffer = self._suggestions()
-        buffer.tell([r.config for r in done], [r.objective for r in done])
+        buffer.tell(*self._learnable([(r.config, r.objective, r.outcome.stopped) for r in done]))
         buffer.forget([r.config for r in results if r.status not in FINISHED])
 
     def best(self) -> tuple[Config, float] | None:

@@ -220,3 +220,20 @@ def test_replica_exchange_under_mpirun(repo_root, tmp_path):
     assert (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3, 4}
     assert (df.groupby("member")["step_end"].max() == 6).all()
     assert pd.read_csv(out / "exchanges.csv")["step"].tolist() == [2, 4]
+
+
+def test_successive_halving_under_mpirun(repo_root, tmp_path):
+    out = tmp_path / "out"
+    curves = os.path.join(repo_root, "tests", "problem_files", "curves.py")
+    proc = launch(
+        5, "--problem", curves, "--max-evals", 24, "--stopper", "asha", "--max-steps", 9,
+        "--output", out, "--seed", 0, cwd=repo_root, env={"HPSEARCH_CURVES_SLEEP": "0.02"},
+    )  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 0, err
+    df = load_results(str(out))
+    assert len(df) == 24 and (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3, 4}
+    stopped, full = df[df["stopped"]], df[~df["stopped"]]
+    assert (full["step_end"] == 9).all() and len(stopped) >= 12
+    assert (stopped["step_end"] < 9).all() and set(df["rung"]) <= {0, 1}
+    assert not df.loc[df["p:x"].idxmin(), "stopped"]

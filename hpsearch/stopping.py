@@ -1,0 +1,194 @@
+"""Early stopping, decided by the master from the trials' reports.
+
+A :class:`Stopper` sees every valid report (``judge(job_id, step, value)``, the value to
+minimise) and answers whether that trial should stop. It holds all it needs in memory on the
+master (no shared storage, no locks), so a decision is the same under ``mpirun``, in the
+local pool and in the simulator; and it never waits: a trial is compared with what the others
+have reported so far.
+
+- :class:`ASHA`, asynchronous successive halving (Li et al., arXiv:1810.05934): rungs at
+  ``min_steps * reduction_factor**k`` steps below ``max_steps``. A trial reaching a rung
+  records its value there and stops unless it is in the best ``1 / reduction_factor`` of the
+  values recorded at that rung so far (the first trials at a rung always go on).
+- :class:`MedianStopper` (the median rule of Google Vizier, Optuna's ``MedianPruner``): from
+  ``min_steps`` on, a trial stops when its value at a step is worse than the median of the
+  values the other trials had at that step, once ``min_trials`` others have reached it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import numpy as np
+
+from hpsearch.curve import Curve
+from hpsearch.problem import Problem, takes_trial
+from hpsearch.scheduling import AskTellScheduler, Scheduler
+from hpsearch.search.base import Optimizer
+
+log = logging.getLogger(__name__)
+
+STOPPERS = ("none", "asha", "median")
+
+
+class Stopper:
+    """Decides, report by report, which trials stop early."""
+
+    def judge(self, job_id: int, step: float, value: float) -> bool:
+        """Learn that trial ``job_id`` reported ``value`` (to minimise) at ``step``; True
+        when it should stop."""
+        raise NotImplementedError
+
+    def rung(self, job_id: int) -> int | None:
+        """The highest rung trial ``job_id`` reached (None: the stopper has no rungs, or the
+        trial reached none)."""
+        return None
+
+    def parameters(self) -> dict[str, object]:
+        """The stopper's settings, as plain JSON values."""
+        raise NotImplementedError
+
+
+def _check_steps(min_steps: int, max_steps: int | None) -> None:
+    if not isinstance(min_steps, int) or min_steps < 1:
+        raise ValueError(f"min_steps must be an int >= 1, but got {min_steps!r}")
+    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < min_steps):
+        raise ValueError(
+            f"max_steps must be an int >= min_steps ({min_steps}), but got {max_steps!r}"
+        )
+
+
+class ASHA(Stopper):
+    """Asynchronous successive halving over rungs ``min_steps * reduction_factor**k`` below
+    ``max_steps`` (no last rung when ``max_steps`` is None)."""
+
+    def __init__(
+        self, min_steps: int = 1, max_steps: int | None = None, reduction_factor: int = 3
+    ) -> None:
+        _check_steps(min_steps, max_steps)
+        if not isinstance(reduction_factor, int) or reduction_factor < 2:
+            raise ValueError(f"reduction_factor must be an int >= 2, but got {reduction_factor!r}")
+        self.min_steps, self.max_steps = min_steps, max_steps
+        self.reduction_factor = reduction_factor
+        self.recorded: list[list[float]] = []  # values per rung, in arrival order
+        self.reached: dict[int, int] = {}  # job id -> highest rung recorded
+
+    def rung_step(self, k: int) -> int:
+        return self.min_steps * self.reduction_factor**k
+
+    def _is_rung(self, k: int) -> bool:
+        return self.max_steps is None or self.rung_step(k) < self.max_steps
+
+    def judge(self, job_id: int, step: float, value: float) -> bool:
+        k = self.reached.get(job_id, -1) + 1
+        stop = False
+        # a trial that reports less often than the rungs come records at each rung it passed
+        while self._is_rung(k) and step >= self.rung_step(k):
+            if k == len(self.recorded):
+                self.recorded.append([])
+            values = self.recorded[k]
+            values.append(value)
+            self.reached[job_id] = k
+            # the best 1/reduction_factor of the values recorded at this rung go on
+            cutoff = float(np.percentile(values, 100.0 / self.reduction_factor))
+            stop = stop or value > cutoff
+            k += 1
+        return stop
+
+    def rung(self, job_id: int) -> int | None:
+        return self.reached.get(job_id)
+
+    def parameters(self) -> dict[str, object]:
+        return {
+            "stopper": "asha",
+            "min_steps": self.min_steps,
+            "max_steps": self.max_steps,
+            "reduction_factor": self.reduction_factor,
+        }
+
+
+class MedianStopper(Stopper):
+    """Stop a trial whose value at a step (from ``min_steps`` on) is worse than the median of
+    the other trials' values at that step, once ``min_trials`` of them have reached it."""
+
+    def __init__(self, min_steps: int = 1, min_trials: int = 5) -> None:
+        _check_steps(min_steps, None)
+        self.min_steps, self.min_trials = min_steps, min_trials
+        self.curves: dict[int, Curve] = {}
+
+    def judge(self, job_id: int, step: float, value: float) -> bool:
+        curve = self.curves.setdefault(job_id, Curve())
+        curve.add(step, value)
+        if step < self.min_steps:
+            return False
+        others = [
+            c.at(step)
+            for j, c in self.curves.items()
+            if j != job_id and c.last_step is not None and c.last_step >= step
+        ]
+        known = [v for v in others if v is not None]
+        return len(known) >= self.min_trials and value > float(np.median(known))
+
+    def parameters(self) -> dict[str, object]:
+        return {"stopper": "median", "min_steps": self.min_steps, "min_trials": self.min_trials}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of early stopping, for the methods that train every trial from scratch."""
+    parser.add_argument(
+        "--stopper",
+        choices=STOPPERS,
+        default="none",
+        help="stop trials early from their reports: asynchronous successive halving or the "
+        "median rule (default none)",
+    )
+    parser.add_argument(
+        "--min-steps", type=int, default=1, help="steps before a trial may be stopped (1)"
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="steps a trial trains (its trial.max_steps; default: the problem decides)",
+    )
+    parser.add_argument(
+        "--reduction-factor", type=int, default=3, help="ASHA keeps the best 1/factor (3)"
+    )
+
+
+def from_arguments(args: argparse.Namespace) -> Stopper | None:
+    """The stopper the flags ask for (None for ``none``); ValueError naming a bad value."""
+    if args.stopper == "asha":
+        return ASHA(args.min_steps, args.max_steps, args.reduction_factor)
+    if args.stopper == "median":
+        _check_steps(args.min_steps, args.max_steps)
+        return MedianStopper(args.min_steps)
+    _check_steps(args.min_steps, args.max_steps)
+    return None
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The early-stopping flags' values, by name (recorded in search.json); none when they
+    ask for nothing, so a search without them records what it always did."""
+    if args.stopper == "none" and args.max_steps is None:
+        return {}
+    names = ["stopper", "min_steps", "max_steps", "reduction_factor"]
+    return {name: getattr(args, name) for name in names}
+
+
+def build(problem: Problem, method: Optimizer | Scheduler, args: argparse.Namespace) -> Any:
+    """``method`` with the early stopping and step budget its flags ask for. A problem whose
+    run never reports (``run(config)``) gets a warning and no stopping."""
+    stopper = from_arguments(args)
+    if stopper is not None and problem.run is not None and not takes_trial(problem.run):
+        log.warning(
+            "--stopper %s: problem %r has run(config), which never reports: nothing stops early",
+            args.stopper,
+            problem.name,
+        )
+        stopper = None
+    if isinstance(method, Scheduler) or (stopper is None and args.max_steps is None):
+        return method
+    return AskTellScheduler(method, stopper, args.max_steps)
