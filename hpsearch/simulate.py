@@ -10,6 +10,10 @@ as idle workers) or taken as zero. The rows go to results.csv through the same
 
 ``python -m hpsearch.simulate <method> --problem ackley10 --workers 4096 --max-evals 81920
 --duration lognormal:60,0.5 --output sim-out``
+
+With ``--curves MODULE:FUNCTION`` the runs report a learning-curve model instead of running
+the problem (whose space and direction still define the search): the saving of early stopping
+can be estimated for thousands of workers from a model of how the problem's networks learn.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from hpsearch.arguments import (
 from hpsearch.evaluators.virtual import MASTER_TIMES, VirtualEvaluator
 from hpsearch.loop import Search, SearchOutcome
 from hpsearch.methods import get_method, method_names
-from hpsearch.problem import Problem, load_problem
+from hpsearch.problem import Problem, RunFunction, load_problem
 from hpsearch.results import ResultsLog, load_results
 from hpsearch.scheduling import Scheduler
 from hpsearch.search.base import Optimizer
 from hpsearch.search_record import best_job_id, write_best
 from hpsearch.space import Config
+from hpsearch.trial import Trial
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,33 @@ def parse_duration(text: str) -> DurationModel:
         f"unknown duration model {text!r}, expected fixed:S, uniform:LOW,HIGH, "
         "lognormal:MEDIAN,SIGMA or MODULE:FUNCTION"
     )
+
+
+def parse_curves(text: str, steps: int | None) -> RunFunction:
+    """A run function that reports the learning-curve model ``MODULE:FUNCTION``,
+    ``function(config, step) -> objective``, at every step up to the trial's ``max_steps``
+    (else ``steps``), and returns its last value; ValueError naming what is wrong."""
+    module, _, name = text.partition(":")
+    if not module or not name.isidentifier():
+        raise ValueError(f"--curves {text!r}: expected MODULE:FUNCTION")
+    try:
+        curve = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--curves {text!r}: cannot import {name} from {module}: {err}") from None
+    if not callable(curve):
+        raise ValueError(f"--curves {text!r}: {module}.{name} is not callable")
+    if steps is None:
+        raise ValueError(f"--curves {text!r} needs --max-steps: the steps of a full training")
+
+    def run(config: Config, trial: Trial) -> float | None:
+        value = None
+        for step in range(trial.step + 1, (trial.max_steps or steps) + 1):
+            value = float(curve(config, step))
+            if trial.report(step, value):
+                break
+        return value
+
+    return run
 
 
 @dataclass
@@ -213,11 +245,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.simu
     )
     parser.add_argument("--output", default="sim-out", help="output directory (default sim-out)")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument(
+        "--curves",
+        default=None,
+        help="a learning-curve model MODULE:FUNCTION, function(config, step) -> objective, "
+        "to report instead of running the problem (needs --max-steps)",
+    )
     method.add_arguments(parser)
     args = parser.parse_args(argv[1:])
     try:
         duration = parse_duration(args.duration)
         problem = resolve_problem(args.problem)
+        if args.curves is not None:
+            problem.run = parse_curves(args.curves, getattr(args, "max_steps", None))
         optimizer = method.build(problem, args)
         t = time.perf_counter()
         outcome = simulate(

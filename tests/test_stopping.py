@@ -90,12 +90,14 @@ def search(tmp_path, method, *options, sleep="0.02"):
 
 
 def assert_successive_halving(df: pd.DataFrame, n: int, max_steps: int, saved: float) -> None:
-    """What ASHA over rungs 1 and 3 must leave in results.csv of ``n`` trials, having saved
-    at least the fraction ``saved`` of the steps of training them all to the end."""
+    """What ASHA (rungs at powers of 3 below ``max_steps``) must leave in results.csv of
+    ``n`` trials, having saved at least the fraction ``saved`` of the steps of training them
+    all to the end."""
     assert len(df) == n and (df["status"] == "DONE").all()
     stopped, full = df[df["stopped"]], df[~df["stopped"]]
     assert (full["step_end"] == max_steps).all() and (stopped["step_end"] < max_steps).all()
-    assert set(df["rung"]) <= {0, 1} and (full["rung"] == 1).all()
+    top = max(k for k in range(max_steps) if 3**k < max_steps)
+    assert set(df["rung"]) <= set(range(top + 1)) and (full["rung"] == top).all()
     # the curves keep their order, so the best trial is never behind at a rung
     assert not df.loc[df["p:x"].idxmin(), "stopped"]
     assert df["step_end"].sum() <= (1 - saved) * n * max_steps
@@ -130,6 +132,41 @@ def test_asha_in_the_simulator(tmp_path):
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert_successive_halving(load_results(str(tmp_path)), 200, 9, 0.5)
+
+
+def simulate_curves(tmp_path, model, *options):
+    command = [sys.executable, "-m", "hpsearch.simulate", "rs", "--problem", CURVES]
+    command += ["--workers", "64", "--duration", "fixed:60", "--max-evals", "200", "--seed", "0"]
+    command += ["--curves", f"tests.problem_files.curve_models:{model}", "--output", str(tmp_path)]
+    command += list(map(str, options))
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_the_simulator_estimates_the_saving_from_a_learning_curve_model(tmp_path):
+    proc = simulate_curves(tmp_path, "ordered", "--stopper", "asha", "--max-steps", 27)
+    assert proc.returncode == 0, proc.stderr
+    df = load_results(str(tmp_path))
+    assert_successive_halving(df, 200, 27, 0.6)
+    assert set(df["rung"]) == {0, 1, 2}  # rungs at steps 1, 3 and 9
+    # the values are the model's, not the problem's run
+    full = df[~df["stopped"]]
+    assert np.allclose(full["objective"], full["p:x"] + 1 / 27)
+
+
+def test_asha_misleads_when_early_values_rank_trials_the_wrong_way(tmp_path):
+    # a low x starts slow and ends best: successive halving stops the best trials first
+    proc = simulate_curves(tmp_path, "crossing", "--stopper", "asha", "--max-steps", 27)
+    assert proc.returncode == 0, proc.stderr
+    df = load_results(str(tmp_path))
+    best_five = df.nsmallest(5, "p:x")
+    assert best_five["stopped"].all()
+
+
+def test_curves_need_the_steps_of_a_full_training(tmp_path):
+    proc = simulate_curves(tmp_path, "ordered", "--stopper", "asha")
+    assert proc.returncode == 2 and "needs --max-steps" in proc.stderr
+    proc = simulate_curves(tmp_path, "nowhere", "--max-steps", 9)
+    assert proc.returncode == 2 and "cannot import nowhere" in proc.stderr
 
 
 @pytest.mark.parametrize(

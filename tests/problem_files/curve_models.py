@@ -1,0 +1,15 @@
+"""Learning-curve models for ``hpsearch simulate --curves``: ``function(config, step)`` gives
+the objective (minimised) a configuration's training reports at a step.
+
+- ``ordered``: ``x + 1 / step``, the trial with the lowest ``x`` is ahead at every step;
+- ``crossing``: ``x`` decides the end, but a low ``x`` starts slow (``x + 2 (1 - x) / step``),
+  as a small learning rate or a warm-up does: early values rank the trials the wrong way.
+"""
+
+
+def ordered(config: dict, step: int) -> float:
+    return config["x"] + 1.0 / step
+
+
+def crossing(config: dict, step: int) -> float:
+    return config["x"] + 2.0 * (1.0 - config["x"]) / step
