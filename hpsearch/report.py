@@ -2,8 +2,9 @@
 
 ``python -m hpsearch.report out/ [out2/ ...] [--output DIR]`` writes PNGs (best objective so
 far against time and against evaluations, worker activity, parameter importance, parallel
-coordinates of the best configurations, the Pareto front of a multi-objective search), the
-best configuration as ``best.json``, and ``report.html`` with every image embedded (it opens
+coordinates of the best configurations, the Pareto front of a multi-objective search; a PBT
+run's lineage, a replica exchange's ladder acceptance, the learning curves and steps saved of
+a search that stopped trials early), the best configuration as ``best.json``, and ``report.html`` with every image embedded (it opens
 offline). Runs whose directory names differ only by a trailing seed number (``ambs-s0``,
 ``ambs-s1``) form one group, drawn as the median with its min-max spread.
 
@@ -323,8 +324,12 @@ def plot_importance(importance: pd.Series, path: str) -> str:
 
 
 def top_k(df: pd.DataFrame, k: int, maximize: bool) -> pd.DataFrame:
-    """The ``k`` best DONE rows, best first."""
+    """The ``k`` best DONE rows, best first; a trial stopped early counts only when none
+    trained to its end (its last value is no final value)."""
     rows = df.loc[(df["status"] == DONE) & df["objective"].notna()] if len(df) else df
+    if "stopped" in rows:
+        trained = ~rows["stopped"].fillna(False).astype(bool)
+        rows = rows[trained] if trained.any() else rows
     return rows.sort_values("objective", ascending=not maximize, kind="stable").head(k)
 
 
@@ -507,6 +512,7 @@ def write_report(
             plot_pareto(main.df, os.path.join(output, "pareto.png"), vectors, maximize),
         )
     _population_sections(main, output, maximize, image, sections)
+    _stopping_sections(main, output, maximize, image, sections)
     if best is None:
         best_html = "<p>no evaluation succeeded</p>"
     else:
@@ -573,6 +579,37 @@ def _population_sections(
             pp.plot_acceptance(ratios, os.path.join(output, "acceptance.png")),
         )
         image("replicas", f"Replica exchange: ladder values over steps ({run.label})", replicas)
+
+
+def _stopping_sections(
+    run: Run,
+    output: str,
+    maximize: bool,
+    image: Callable[[str, str, str], None],
+    sections: list[str],
+) -> None:
+    """The learning curves of a search with early stopping and the steps stopping saved,
+    when the run's directory has a steps.csv and the search stopped a trial; a run without
+    either gets nothing."""
+    from hpsearch import curve_plots as cp
+    from hpsearch.results import STEPS_FILE, load_steps
+
+    run_dir = _run_dir(run.path)
+    if not os.path.isfile(os.path.join(run_dir, STEPS_FILE)) or not cp.has_stopped_trials(run.df):
+        return
+    title = f"Learning curves and early stopping ({run.label})"
+    sentence = html.escape(cp.saved_sentence(cp.compute_saved(run.df)))
+    try:
+        path = cp.plot_curves(
+            run.df, load_steps(run_dir), os.path.join(output, "curves.png"), maximize
+        )
+    except ValueError as err:
+        sections.append(
+            f"<h2>{html.escape(title)}</h2>\n<p>{sentence}</p>\n<p>{html.escape(str(err))}</p>"
+        )
+        return
+    image("curves", title, path)
+    sections.append(f"<p>{sentence}</p>")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.report") -> int:

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ import pytest
 
 from hpsearch import load_problem, load_results
 from hpsearch.cli import console_main
+from hpsearch.curve_plots import compute_saved, curves
 from hpsearch.population_plots import (
     acceptance_ratios,
     exploit_arrows,
@@ -42,6 +45,7 @@ from hpsearch.testfunctions import make_problem
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPPER = os.path.join(ROOT, "tests", "problem_files", "stepper.py")
+CURVES = os.path.join(ROOT, "tests", "problem_files", "curves.py")
 POPULATION_FIGURES = {"lineage", "acceptance", "replicas"}
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -319,3 +323,69 @@ def test_report_of_a_replica_exchange_draws_the_ladder_acceptance(tmp_path):
     pairs = [f"rate {a} ↔ {b}" for a, b in itertools.pairwise(ladder)]
     assert ratios["label"].tolist() == [p for p in pairs if p in set(ratios["label"])]
     assert ratios["cold"].is_monotonic_decreasing
+
+
+def simulated_curves(path, *options: str) -> str:
+    """60 trials of the curves problem (x + 1/step, 9 steps) on 16 simulated workers."""
+    argv = ["rs", "--problem", CURVES, "--workers", "16", "--duration", "fixed:60"]
+    argv += ["--max-evals", "60", "--max-steps", "9", "--master-time", "zero", "--seed", "0"]
+    assert simulate_main([*argv, "--output", str(path), *options]) == 0
+    return str(path)
+
+
+def test_report_of_an_asha_run_draws_learning_curves_and_the_steps_saved(tmp_path):
+    run = simulated_curves(tmp_path / "asha", "--stopper", "asha")
+    files = write_report([run], str(tmp_path / "report"))
+    assert "curves" in files
+    page = assert_offline_page(files)
+    assert "<h2>Learning curves and early stopping (asha)</h2>" in page
+
+    # the numbers, counted again straight from results.csv: every trial starts at step 0 and
+    # would have trained to step 9 without stopping
+    df = pd.read_csv(os.path.join(run, "results.csv"))
+    saved = compute_saved(load_results(run))
+    assert 0 < df["stopped"].sum() < len(df) == 60
+    assert (saved.trials, saved.stopped) == (len(df), df["stopped"].sum())
+    assert saved.steps_run == df["step_end"].sum() < saved.steps_full == len(df) * 9
+    assert saved.saved == pytest.approx(1 - df["step_end"].sum() / (len(df) * 9))
+    sentence = (
+        f"{saved.steps_run:g} of {saved.steps_full:g} steps run, {100 * saved.saved:.1f}% saved"
+    )
+    assert f"<p>{sentence} (" in page
+    # one curve per trial, from its first report to the step it ended at
+    lines = curves(pd.read_csv(os.path.join(run, "steps.csv")))
+    assert {j: (x[0], x[-1]) for j, (x, _) in lines.items()} == {
+        j: (1, end) for j, end in zip(df["job_id"], df["step_end"], strict=True)
+    }
+
+
+def test_report_of_a_run_without_stopping_has_no_learning_curves(tmp_path):
+    run = simulated_curves(tmp_path / "plain")
+    df = load_results(run)
+    # every trial reported its steps and none was stopped
+    assert os.path.isfile(os.path.join(run, "steps.csv")) and not df["stopped"].any()
+    files = write_report([run], str(tmp_path / "report"))
+    assert "curves" not in files and not os.path.exists(tmp_path / "report" / "curves.png")
+    page = assert_offline_page(files)
+    assert "Learning curves" not in page and "steps run" not in page
+    assert compute_saved(df).saved == 0
+
+
+def test_the_best_configuration_is_one_that_trained_to_its_end(tmp_path):
+    # the stepper's value gets worse as fast rates train past the target: stopped trials
+    # end with the lowest values of all
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "hpsearch.simulate", "rs", "--problem", STEPPER]
+    command += ["--workers", "8", "--duration", "fixed:60", "--max-evals", "30", "--seed", "0"]
+    command += ["--stopper", "asha", "--max-steps", "9", "--master-time", "zero"]
+    command += ["--output", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    df = load_results(str(out))
+    stopped = df["stopped"].astype(bool)
+    assert df.loc[stopped, "objective"].min() < df.loc[~stopped, "objective"].min()
+    files = write_report([str(out)], str(tmp_path / "report"))
+    with open(files["best"]) as f:
+        best = json.load(f)
+    assert best["job_id"] in set(df.loc[~stopped, "job_id"])
+    assert best["objective"] == pytest.approx(df.loc[~stopped, "objective"].min())
