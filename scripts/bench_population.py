@@ -264,6 +264,14 @@ def steady_utilisation(df: pd.DataFrame, workers: int) -> float:
     return float(busy / (workers * (first_done - start)))
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a markdown table, empty cells for missing values."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.fillna("").itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
 def _quartiles(values: Sequence[float]) -> str:
     q1, med, q3 = np.percentile(values, [25, 50, 75])
     return f"{med:.4g} [{q1:.4g}, {q3:.4g}]"
@@ -360,10 +368,7 @@ def run_plot(args: argparse.Namespace) -> None:
         name, lines = plot_schedule(args.out)
         print(f"\nschedule: docs/img/{name}\n" + "\n".join(lines))
     if os.path.exists(os.path.join(args.out, "cost.csv")):
-        cost = pd.read_csv(os.path.join(args.out, "cost.csv")).fillna("")
-        print("\n| " + " | ".join(cost.columns) + " |\n|" + "---|" * len(cost.columns))
-        for row in cost.itertuples(index=False):
-            print("| " + " | ".join(str(v) for v in row) + " |")
+        print("\n" + markdown_table(pd.read_csv(os.path.join(args.out, "cost.csv"))))
 
 
 def main() -> None:
