@@ -182,7 +182,9 @@ def evaluate(
             error=f"{type(err).__name__}: {err} (at {where.filename}:{where.lineno})",
         )
     outcome.t_start, outcome.t_end = t_start, clock()
-    outcome.stopped = trial is not None and trial.stopped and outcome.status == DONE
+    outcome.stopped = (
+        trial is not None and trial.stopped and outcome.status == DONE and not trial.at_end
+    )
     if trial is not None:
         outcome.checkpoint = fingerprint(trial.checkpoint_dir)
     return outcome

@@ -141,6 +141,13 @@ class Trial:
     def __repr__(self) -> str:
         return f"Trial(id={self.id}, member={self.member}, step={self.step}, max_steps={self.max_steps})"
 
+    @property
+    def at_end(self) -> bool:
+        """True once the run reported its ``max_steps``: a stop answered after that came too
+        late to stop it early."""
+        last = _as_number(self.last_step)
+        return self.max_steps is not None and last is not None and last >= self.max_steps
+
     def report(self, step: Any, objective: Any, **metrics: Any) -> bool:
         """Record ``objective`` (and metrics) at ``step``; return True when the search asks to stop.
 

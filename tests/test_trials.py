@@ -352,6 +352,25 @@ def test_the_simulator_hands_out_jobs_like_the_real_loop(tmp_path):
     pd.testing.assert_frame_equal(order(tmp_path / "scripted"), order(tmp_path / "simulated"))
 
 
+# the serial evaluator answers at once, the simulator one report late: at step 4, the end
+@pytest.mark.parametrize(("backend", "stop_after"), [("serial", 4), ("virtual", 3)])
+def test_a_stop_that_comes_at_the_last_step_is_no_early_stop(tmp_path, backend, stop_after):
+    problem = load_problem(STEPPER)
+    scheduler = Planned(problem, [TrialPlan({"rate": 0.5, "x": 0.1}, max_steps=4)])
+    scheduler.stop_after = stop_after
+    assert problem.run is not None
+    if backend == "serial":
+        evaluator: Evaluator = SerialEvaluator(problem.run)
+    else:
+        from hpsearch.evaluators.virtual import VirtualEvaluator
+
+        model = DurationModel("fixed", lambda config, rng: 10.0)
+        evaluator = VirtualEvaluator(problem.run, 1, model, master_time="zero")
+    search(tmp_path, scheduler, evaluator, 1)
+    row = load_results(str(tmp_path)).iloc[0]
+    assert row["step_end"] == 4 and not row["stopped"]
+
+
 def test_the_simulator_replays_reports_and_stops_one_report_late(tmp_path):
     problem = load_problem(STEPPER)
     plans = [TrialPlan({"rate": 0.5, "x": 0.1}), TrialPlan({"rate": 0.2, "x": 0.1})]

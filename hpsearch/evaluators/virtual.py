@@ -208,8 +208,8 @@ class VirtualEvaluator(Evaluator):
         The run went on past that report when it was called, so whatever it saved is not
         the state at the stop: its checkpoint directory is emptied (nothing to continue).
         """
-        if job.delivered >= len(job.reports):
-            return  # it ends with its last report anyway
+        if job.delivered >= len(job.reports) - 1:
+            return  # its next report is its last: it ends there anyway, not early
         last = job.reports[job.delivered]
         outcome = job.result.outcome
         job.t_end = outcome.t_end = last.time
