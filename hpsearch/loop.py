@@ -344,10 +344,12 @@ class Search:
                 self._drain(reason, flag)
         finally:
             self.evaluator.report_handler = None
-            self.scheduler.close()
-            self.checkpoints.close()
-            if self.with_trials:
-                remove_empty_root(self.log.output_dir)
+            try:
+                self.scheduler.close()
+            finally:
+                self.checkpoints.close()
+                if self.with_trials:
+                    remove_empty_root(self.log.output_dir)
         wall = clock() - t_start
         if self.progress:
             self._show(force=True)

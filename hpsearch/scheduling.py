@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem
-from hpsearch.results import ResultsLog
+from hpsearch.results import ResultsLog, load_steps
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
 from hpsearch.suggestions import SuggestionBuffer
@@ -137,6 +137,8 @@ class AskTellScheduler(Scheduler):
         self._worst_final = -math.inf
         #: stopped trials (configuration, last value to minimise) waiting for a final value
         self._stopped: list[tuple[Config, float]] = []
+        #: the trials the stopper stopped (not those a search's end stopped)
+        self._stopper_stops: set[int] = set()
 
     def _suggestions(self) -> SuggestionBuffer:
         if self._buffer is None:
@@ -151,9 +153,26 @@ class AskTellScheduler(Scheduler):
             if "stopped" in previous
             else [False] * len(configs)
         )
+        if self.stopper is None:  # a trial stopped by the end of a search is taken as it is
+            stopped = [False] * len(configs)
         self.optimizer.tell(*self._learnable(list(zip(configs, objectives, stopped, strict=True))))
         self.optimizer.mark_pending([job.config for job in rerun])
         self.optimizer.mark_pending([config for config, _ in self._stopped])
+        if self.stopper is not None:
+            self._replay(load_steps(log.output_dir))
+
+    def _replay(self, steps: Any) -> None:
+        """Give the stopper the reports of an earlier run, in the order they came, so that
+        its rungs and curves are as the run left them."""
+        errors = steps["error"].fillna("") if "error" in steps else ""
+        valid = steps[(errors == "") & steps["objective"].notna()].sort_values("t", kind="stable")
+        assert self.stopper is not None
+        for job_id, step, objective in zip(
+            valid["job_id"], valid["step"], valid["objective"], strict=True
+        ):
+            value = self.problem.sign * float(objective)
+            if math.isfinite(value):
+                self.stopper.judge(int(job_id), float(step), value)
 
     def _learnable(self, ended: list[tuple[Config, Any, bool]]) -> tuple[list[Config], list[Any]]:
         """What the optimizer learns of ended trials ``(config, objective, stopped)``: a
@@ -198,7 +217,10 @@ class AskTellScheduler(Scheduler):
         if self.stopper is None or report.objective is None:
             return False
         value = self.problem.sign * float(report.objective)
-        return math.isfinite(value) and self.stopper.judge(job.job_id, float(report.step), value)
+        stop = math.isfinite(value) and self.stopper.judge(job.job_id, float(report.step), value)
+        if stop:
+            self._stopper_stops.add(job.job_id)
+        return stop
 
     def rung(self, job_id: int) -> int | None:
         return None if self.stopper is None else self.stopper.rung(job_id)
@@ -206,7 +228,12 @@ class AskTellScheduler(Scheduler):
     def finished(self, results: list[Result]) -> None:
         done = [r for r in results if r.status in FINISHED]
         buffer = self._suggestions()
-        buffer.tell(*self._learnable([(r.config, r.objective, r.outcome.stopped) for r in done]))
+        ended = [
+            (r.config, r.objective, r.outcome.stopped and r.job.job_id in self._stopper_stops)
+            for r in done
+        ]
+        self._stopper_stops.difference_update(r.job.job_id for r in results)
+        buffer.tell(*self._learnable(ended))
         buffer.forget([r.config for r in results if r.status not in FINISHED])
 
     def best(self) -> tuple[Config, float] | None:

@@ -9,21 +9,23 @@ have reported so far.
 - :class:`ASHA`, asynchronous successive halving (Li et al., arXiv:1810.05934): rungs at
   ``min_steps * reduction_factor**k`` steps below ``max_steps``. A trial reaching a rung
   records its value there and stops unless it is in the best ``1 / reduction_factor`` of the
-  values recorded at that rung so far (the first trials at a rung always go on).
+  values recorded at that rung so far (the first trial at a rung always goes on).
 - :class:`MedianStopper` (the median rule of Google Vizier, Optuna's ``MedianPruner``): from
   ``min_steps`` on, a trial stops when its value at a step is worse than the median of the
-  values the other trials had at that step, once ``min_trials`` others have reached it.
+  values the other trials reported at that step, once ``min_trials`` others have.
+
+Both keep their values sorted, so a decision costs a logarithm of the trials, not a pass
+over them: the master answers reports from thousands of workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import logging
+import math
 from typing import Any
 
-import numpy as np
-
-from hpsearch.curve import Curve
 from hpsearch.problem import Problem, takes_trial
 from hpsearch.scheduling import AskTellScheduler, Scheduler
 from hpsearch.search.base import Optimizer
@@ -72,7 +74,7 @@ class ASHA(Stopper):
             raise ValueError(f"reduction_factor must be an int >= 2, but got {reduction_factor!r}")
         self.min_steps, self.max_steps = min_steps, max_steps
         self.reduction_factor = reduction_factor
-        self.recorded: list[list[float]] = []  # values per rung, in arrival order
+        self.recorded: list[list[float]] = []  # values per rung, sorted
         self.reached: dict[int, int] = {}  # job id -> highest rung recorded
 
     def rung_step(self, k: int) -> int:
@@ -89,11 +91,10 @@ class ASHA(Stopper):
             if k == len(self.recorded):
                 self.recorded.append([])
             values = self.recorded[k]
-            values.append(value)
+            bisect.insort(values, value)
             self.reached[job_id] = k
             # the best 1/reduction_factor of the values recorded at this rung go on
-            cutoff = float(np.percentile(values, 100.0 / self.reduction_factor))
-            stop = stop or value > cutoff
+            stop = stop or value > _quantile(values, 1.0 / self.reduction_factor)
             k += 1
         return stop
 
@@ -116,23 +117,28 @@ class MedianStopper(Stopper):
     def __init__(self, min_steps: int = 1, min_trials: int = 5) -> None:
         _check_steps(min_steps, None)
         self.min_steps, self.min_trials = min_steps, min_trials
-        self.curves: dict[int, Curve] = {}
+        self.at_step: dict[float, list[float]] = {}  # values reported at each step, sorted
 
     def judge(self, job_id: int, step: float, value: float) -> bool:
-        curve = self.curves.setdefault(job_id, Curve())
-        curve.add(step, value)
-        if step < self.min_steps:
-            return False
-        others = [
-            c.at(step)
-            for j, c in self.curves.items()
-            if j != job_id and c.last_step is not None and c.last_step >= step
-        ]
-        known = [v for v in others if v is not None]
-        return len(known) >= self.min_trials and value > float(np.median(known))
+        others = self.at_step.setdefault(step, [])
+        stop = (
+            step >= self.min_steps
+            and len(others) >= self.min_trials
+            and value > _quantile(others, 0.5)
+        )
+        bisect.insort(others, value)
+        return stop
 
     def parameters(self) -> dict[str, object]:
         return {"stopper": "median", "min_steps": self.min_steps, "min_trials": self.min_trials}
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, interpolated linearly (as numpy's default)."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +180,8 @@ def parameters(args: argparse.Namespace) -> dict[str, Any]:
     ask for nothing, so a search without them records what it always did."""
     if args.stopper == "none" and args.max_steps is None:
         return {}
-    names = ["stopper", "min_steps", "max_steps", "reduction_factor"]
+    names = ["stopper", "min_steps", "max_steps"]
+    names += ["reduction_factor"] if args.stopper == "asha" else []
     return {name: getattr(args, name) for name in names}
 
 

@@ -17,6 +17,7 @@ from hpsearch.evaluation import DONE, Job, Outcome, Result
 from hpsearch.scheduling import AskTellScheduler
 from hpsearch.search import RandomSearch
 from hpsearch.stopping import ASHA, MedianStopper
+from hpsearch.trial import Report
 
 
 def test_asha_rungs_are_min_steps_times_powers_of_the_factor_below_max_steps():
@@ -59,8 +60,7 @@ def test_median_stops_a_trial_worse_than_the_median_of_the_others_at_its_step():
     assert median.judge(3, 1, 5.0) is False  # before min_steps
     assert median.judge(3, 2, 0.65) is True  # median of 0.5, 0.6, 0.7 at step 2 is 0.6
     assert median.judge(4, 2, 0.55) is False
-    # the others' values at step 3 are the ones they reported by then
-    assert median.judge(4, 3, 0.45) is True  # median of 0.3, 0.4, 0.5 (and 0.65 at step 2)
+    assert median.judge(4, 3, 0.45) is True  # median of the others at step 3: 0.3, 0.4, 0.5
 
 
 @pytest.mark.parametrize(
@@ -199,7 +199,8 @@ def test_a_run_that_never_reports_gets_a_warning_and_no_stopping(tmp_path):
 def test_an_optimizer_learns_stopped_trials_only_once_one_trained_to_its_end(tmp_path):
     problem = load_problem(CURVES)
     optimizer = RandomSearch(problem, seed=0)
-    scheduler = AskTellScheduler(optimizer, ASHA(max_steps=9), max_steps=9)
+    stopper = MedianStopper(min_steps=1, min_trials=1)
+    scheduler = AskTellScheduler(optimizer, stopper, max_steps=9)
     scheduler.open(background=False)
     try:
         scheduler.keep_ready(3)
@@ -207,20 +208,25 @@ def test_an_optimizer_learns_stopped_trials_only_once_one_trained_to_its_end(tmp
         assert len(plans) == 3
         jobs = [Job(i, p.config, max_steps=p.max_steps) for i, p in enumerate(plans)]
         assert all(job.max_steps == 9 for job in jobs)
+        # job 1 leads at step 1; jobs 0 and 2 are behind its value there and are stopped
+        answers = [
+            scheduler.report(jobs[i], Report(i, 1, v)) for i, v in [(1, 0.5), (0, 0.6), (2, 0.9)]
+        ]
+        assert answers == [False, True, True]
 
         def ended(job, value, stopped):
             return Result(job, Outcome(DONE, objective=value, stopped=stopped))
 
-        scheduler.finished([ended(jobs[0], 0.3, True)])
+        scheduler.finished([ended(jobs[0], 0.6, True)])
         scheduler.keep_ready(0)  # learn what was told (inline without a background thread)
         assert optimizer.y_ == []  # no final value yet: it waits, pending under the liar
         assert len(optimizer.pending_) == 3
-        scheduler.finished([ended(jobs[1], 0.5, False), ended(jobs[2], 0.9, True)])
+        # job 1 trains to its end and gets worse (0.7): job 0's 0.6 is no better than that
+        scheduler.finished([ended(jobs[1], 0.7, False), ended(jobs[2], 0.9, True)])
         scheduler.keep_ready(0)
         assert not optimizer.pending_
-        # the stopped ones count as no better than the worst final (0.5), or their own value
-        assert sorted(optimizer.y_) == [0.5, 0.5, 0.9]
-        assert optimizer.best()[1] == 0.5
+        assert sorted(optimizer.y_) == [0.7, 0.7, 0.9]
+        assert optimizer.best()[1] == 0.7
     finally:
         scheduler.close()
 
