@@ -214,27 +214,25 @@ class PBT(Scheduler):
             log.warning("PBT member %d failed twice with no member to copy: stopped", m)
             self.done.add(m)
 
+    def _beats(self, i: int, m: int) -> bool:
+        """True when member ``i`` has a better value than ``m`` at a step both have reached."""
+        mine, theirs = self.curves[m], self.curves[i]
+        if mine.last_step is None or theirs.last_step is None:
+            return False
+        common = min(mine.last_step, theirs.last_step)
+        a, b = theirs.at(common), mine.at(common)
+        return a is not None and b is not None and a < b
+
     def _in_bottom(self, m: int, cut: int) -> bool:
         """True when at least ``population - cut`` members beat ``m`` at a step both have
         reached (a member that has not reported yet does not)."""
-        step = self.curves[m].last_step
-        if step is None:
-            return False
-        better = 0
-        for i, curve in enumerate(self.curves):
-            if i == m:
-                continue
-            last = curve.last_step
-            if last is None:
-                continue
-            common = min(step, last)
-            mine, theirs = self.curves[m].at(common), curve.at(common)
-            better += mine is not None and theirs is not None and theirs < mine
+        better = sum(self._beats(i, m) for i in range(self.population) if i != m)
         return better >= self.population - cut
 
     def _top(self, m: int, cut: int, force: bool) -> list[int]:
         """The ``cut`` best members that ``m`` may copy, by their value at ``m``'s step or,
-        for those not there yet, their latest (a member behind looks no better than it is)."""
+        for those not there yet, their latest (a member behind looks no better than it is).
+        Each beats ``m`` at a step both have reached, unless ``m`` must copy (``force``)."""
         step = self.curves[m].last_step
         values = {}
         for i, curve in enumerate(self.curves):
@@ -245,6 +243,8 @@ class PBT(Scheduler):
             if i == m or member.job_id is None or not math.isfinite(member.value):
                 continue
             if i in self.done and not force:
+                continue
+            if not force and not self._beats(i, m):
                 continue
             value = curve.at(step) if step is not None else None
             value = curve.values[-1] if value is None and curve.values else value
