@@ -31,7 +31,7 @@ import pandas as pd
 from hpsearch.arguments import EXIT_USAGE, ArgumentParser, positive_int
 from hpsearch.evaluation import DONE, FINISHED
 from hpsearch.results import METRIC_PREFIX, OBJECTIVE_PREFIX, PARAM_PREFIX, load_results
-from hpsearch.search_record import BEST_FILE, recorded_direction, write_best
+from hpsearch.search_record import BEST_FILE, read_search, recorded_direction, write_best
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -135,6 +135,9 @@ class Run:
     group: str
     path: str
     df: pd.DataFrame
+    #: The search stopped trials early (``--stopper``): a stopped trial's value is no final
+    #: value, and the best configurations are those trained to their end.
+    stops_early: bool = False
 
 
 def _run_dir(path: str) -> str:
@@ -150,7 +153,10 @@ def load_runs(paths: Sequence[str]) -> list[Run]:
             raise ValueError(f"no results file at {csv_path}")
         label = os.path.basename(os.path.normpath(_run_dir(path))) or path
         group = re.sub(r"[-_.]?(seed|s)?\d+$", "", label) or label
-        runs.append(Run(label, group, path, load_results(csv_path)))
+        record = read_search(_run_dir(path)) or {}
+        stopper = (record.get("parameters") or {}).get("stopper", "none")
+        run = Run(label, group, path, load_results(csv_path), stops_early=stopper != "none")
+        runs.append(run)
     labels = [r.label for r in runs]
     for i, run in enumerate(runs):
         if labels.count(run.label) > 1:
@@ -323,11 +329,12 @@ def plot_importance(importance: pd.Series, path: str) -> str:
     return save_figure(fig, path)
 
 
-def top_k(df: pd.DataFrame, k: int, maximize: bool) -> pd.DataFrame:
-    """The ``k`` best DONE rows, best first; a trial stopped early counts only when none
-    trained to its end (its last value is no final value)."""
+def top_k(df: pd.DataFrame, k: int, maximize: bool, trained_only: bool = False) -> pd.DataFrame:
+    """The ``k`` best DONE rows, best first. ``trained_only`` (a search that stopped trials
+    early): a stopped trial counts only when none trained to its end (its last value is no
+    final value)."""
     rows = df.loc[(df["status"] == DONE) & df["objective"].notna()] if len(df) else df
-    if "stopped" in rows:
+    if trained_only and "stopped" in rows:
         trained = ~rows["stopped"].fillna(False).astype(bool)
         rows = rows[trained] if trained.any() else rows
     return rows.sort_values("objective", ascending=not maximize, kind="stable").head(k)
@@ -389,9 +396,12 @@ def plot_pareto(df: pd.DataFrame, path: str, columns: Sequence[str], maximize: b
 
 
 # ---- the report --------------------------------------------------------------------------
-def best_config(df: pd.DataFrame, maximize: bool) -> dict[str, Any] | None:
-    """The best DONE row as ``{"objective", "config", "job_id"}`` (inactive parameters dropped)."""
-    best = top_k(df, 1, maximize)
+def best_config(
+    df: pd.DataFrame, maximize: bool, trained_only: bool = False
+) -> dict[str, Any] | None:
+    """The best DONE row as ``{"objective", "config", "job_id"}`` (inactive parameters
+    dropped); ``trained_only`` as for :func:`top_k`."""
+    best = top_k(df, 1, maximize, trained_only)
     if not len(best):
         return None
     row = best.iloc[0]
@@ -471,19 +481,14 @@ def write_report(
             plot_workers(run, os.path.join(output, f"{name}.png")),
         )
     # the per-configuration views describe the best run (the first, when there is one)
-    ranked = [r for r in runs if best_config(r.df, maximize) is not None]
-    main = (
-        sorted(
-            ranked,
-            key=lambda r: (-1 if maximize else 1) * best_config(r.df, maximize)["objective"],  # type: ignore[index]
-        )[0]
-        if ranked
-        else runs[0]
-    )
-    best = best_config(main.df, maximize)
+    bests = {id(r): best_config(r.df, maximize, r.stops_early) for r in runs}
+    ranked = [r for r in runs if bests[id(r)] is not None]
+    sign = -1 if maximize else 1
+    main = min(ranked, key=lambda r: sign * bests[id(r)]["objective"]) if ranked else runs[0]  # type: ignore[index]
+    best = best_config(main.df, maximize, main.stops_early)
     shown = ["job_id", *param_columns(main.df), *objective_columns(main.df), "t_end", "worker"]
     shown += [c for c in main.df.columns if str(c).startswith(METRIC_PREFIX)]
-    top = top_k(main.df, k, maximize)[shown]
+    top = top_k(main.df, k, maximize, main.stops_early)[shown]
     sections.append(
         f"<h2>Top {len(top)} configurations ({html.escape(main.label)})</h2>\n"
         + top.to_html(index=False, float_format="{:.5g}".format, na_rep="")
@@ -589,13 +594,15 @@ def _stopping_sections(
     sections: list[str],
 ) -> None:
     """The learning curves of a search with early stopping and the steps stopping saved,
-    when the run's directory has a steps.csv and the search stopped a trial; a run without
-    either gets nothing."""
+    when the search used a stopper, its directory has a steps.csv and it stopped a trial; any
+    other run gets nothing."""
     from hpsearch import curve_plots as cp
     from hpsearch.results import STEPS_FILE, load_steps
 
     run_dir = _run_dir(run.path)
-    if not os.path.isfile(os.path.join(run_dir, STEPS_FILE)) or not cp.has_stopped_trials(run.df):
+    if not run.stops_early or not os.path.isfile(os.path.join(run_dir, STEPS_FILE)):
+        return
+    if not cp.has_stopped_trials(run.df):
         return
     title = f"Learning curves and early stopping ({run.label})"
     sentence = html.escape(cp.saved_sentence(cp.compute_saved(run.df)))

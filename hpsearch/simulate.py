@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +43,7 @@ from hpsearch.problem import Problem, RunFunction, load_problem
 from hpsearch.results import ResultsLog, load_results
 from hpsearch.scheduling import Scheduler
 from hpsearch.search.base import Optimizer
-from hpsearch.search_record import best_job_id, write_best
+from hpsearch.search_record import best_job_id, search_record, write_best, write_search
 from hpsearch.space import Config
 from hpsearch.trial import Trial
 
@@ -259,6 +260,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.simu
         if args.curves is not None:
             problem.run = parse_curves(args.curves, getattr(args, "max_steps", None))
         optimizer = method.build(problem, args)
+        # a record of the search, as a real one leaves (the report reads it)
+        os.makedirs(args.output, exist_ok=True)
+        record = search_record(method.name, method.parameters(args), problem, args.seed)
+        write_search(args.output, record)
         t = time.perf_counter()
         outcome = simulate(
             optimizer,
