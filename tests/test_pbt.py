@@ -279,3 +279,18 @@ def test_a_killed_population_resumes_with_every_member_continuing_its_checkpoint
             assert row["step_start"] == parent["step_end"], job_id
         trained = row["step_end"] - parent["step_end"]
         assert row["m:weights"] == pytest.approx(parent["m:weights"] + trained * row["p:rate"])
+
+
+def test_a_resumed_population_compares_its_members_on_their_whole_curves(tmp_path):
+    problem = stepper(["rate"])
+    _, _, finished = run_pbt(tmp_path, problem, population=4, interval=2, max_steps=6, seed=0)
+    log = ResultsLog(str(tmp_path), problem.space, resume=True)
+    try:
+        resumed = PBT(problem, population=4, interval=2, max_steps=6, seed=0)
+        resumed.restore(log, [])
+    finally:
+        log.close()
+    # every member's curve holds a value at every step its weights trained, copied ones too
+    for before, after in zip(finished.curves, resumed.curves, strict=True):
+        assert after.steps == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        assert after.values == pytest.approx(before.values)

@@ -27,12 +27,13 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from hpsearch.arguments import positive_int
 from hpsearch.curve import Curve
-from hpsearch.evaluation import FINISHED, Job, Result
+from hpsearch.evaluation import DONE, FINISHED, Job, Result
 from hpsearch.problem import Problem, takes_trial
-from hpsearch.results import ResultsLog
+from hpsearch.results import ResultsLog, load_steps
 from hpsearch.scheduling import Scheduler, TrialPlan
 from hpsearch.search.base import Seed
 from hpsearch.search.population import Member, best_member, restore_members
@@ -131,9 +132,7 @@ class PBT(Scheduler):
         finished segment whose checkpoint is kept (the jobs that were running go out again
         first, as they were); a member without one starts afresh."""
         restore_members(self.members, log, self.problem)
-        for curve, member in zip(self.curves, self.members, strict=True):
-            if math.isfinite(member.value):
-                curve.add(member.step, member.value)
+        self._restore_curves(log)
         self.done = {m for m, member in enumerate(self.members) if member.step >= self.max_steps}
         running = {job.member for job in rerun if job.member is not None}
         self.running = running
@@ -142,6 +141,37 @@ class PBT(Scheduler):
             for m in range(self.population)
             if m not in running and m not in self.done
         ]
+
+    def _restore_curves(self, log: ResultsLog) -> None:
+        """Each member's curve from the reports (steps.csv) of the segments its weights came
+        from: its latest finished segment, that segment's parent, and so on back."""
+        done = log.previous
+        if len(done):
+            done = done[done["status"] == DONE].drop_duplicates("job_id", keep="last")
+        parents = (
+            {}
+            if not len(done) or "parent" not in done
+            else dict(zip(done["job_id"].astype(int), done["parent"], strict=True))
+        )
+        steps = load_steps(log.output_dir)
+        if len(steps):
+            errors = steps["error"].fillna("") if "error" in steps else ""
+            steps = steps[(errors == "") & steps["objective"].notna()]
+        reports = dict(iter(steps.groupby(steps["job_id"].astype(int)))) if len(steps) else {}
+        for curve, member in zip(self.curves, self.members, strict=True):
+            if not math.isfinite(member.value):
+                continue
+            chain, job = [], member.job_id
+            while job is not None and job not in chain:
+                chain.append(job)
+                parent = parents.get(job)
+                job = None if parent is None or pd.isna(parent) else int(parent)
+            for job in reversed(chain):
+                rows = reports.get(job)
+                if rows is not None:
+                    for step, objective in zip(rows["step"], rows["objective"], strict=True):
+                        curve.add(float(step), self.problem.sign * float(objective))
+            curve.add(float(member.step), member.value)  # what its segment returned counts
 
     def take(self, n: int) -> list[TrialPlan]:
         taken, self.plans = self.plans[:n], self.plans[n:]
