@@ -158,3 +158,39 @@ def test_a_cut_replica_exchange_resumes_every_replica_from_its_checkpoint(tmp_pa
         assert parent["member"] == row["member"]
         trained = row["step_end"] - parent["step_end"]
         assert row["m:weights"] == pytest.approx(parent["m:weights"] + trained * row["p:rate"])
+
+
+def test_a_replica_that_keeps_failing_continues_the_best_replicas_weights(tmp_path):
+    # replica 1's segment from step 2 fails twice: it takes over the weights of the best
+    # replica that ended the round, and the ladder keeps all its rungs to the end
+    path = tmp_path / "flaky.py"
+    path.write_text(
+        "from pathlib import Path\n"
+        "from hpsearch import Problem\n"
+        "problem = Problem('flaky', direction='minimize')\n"
+        "problem.add_hyperparameter('rate', (0.1, 1.0))\n"
+        f"FAILED = Path({str(tmp_path / 'failures')!r})\n"
+        "def run(config, trial):\n"
+        "    if trial.member == 1 and trial.step == 2 and len(FAILED.read_text()) < 2:\n"
+        "        FAILED.write_text(FAILED.read_text() + 'x')\n"
+        "        raise RuntimeError('diverged')\n"
+        "    (trial.checkpoint_dir / 'w').write_text(str(trial.max_steps))\n"
+        "    trial.report(trial.max_steps, config['rate'] / trial.max_steps)\n"
+        "    return config['rate'] / trial.max_steps\n"
+    )
+    (tmp_path / "failures").write_text("")
+    problem = load_problem(str(path))
+    ladder = {"rate": ladder_values(problem, "rate", 0.1, 1.0, True, 3)}
+    rex = ReplicaExchange(problem, ladder, exchange_every=2, max_steps=8, seed=0)
+    out = tmp_path / "out"
+    log = ResultsLog(str(out), problem.space)
+    outcome = Search(rex, SerialEvaluator(problem.run), log, 10_000).run()
+    log.close()
+    assert outcome.stopped_by == "exhausted"
+    df = load_results(str(out))
+    assert df.loc[df["status"] == "FAILED", "member"].tolist() == [1, 1]
+    done = df[df["status"] == "DONE"].set_index("job_id")
+    assert (done.groupby("member")["step_end"].max() == 8).all()  # the ladder kept every rung
+    after = done[(done["member"] == 1) & (done["step_start"] >= 2)].sort_index().iloc[0]
+    parent = done.loc[int(after["parent"])]
+    assert parent["member"] != 1 and after["step_start"] == parent["step_end"] == 4

@@ -42,6 +42,8 @@ from hpsearch.space import Categorical, Integer
 log = logging.getLogger(__name__)
 
 EXCHANGES_FILE = "exchanges.csv"
+#: Failed segments in a row after which a replica with nobody to copy stops.
+MAX_FAILURES = 5
 EXCHANGE_COLUMNS = ["step", "pair", "betas", "losses", "probability", "accepted"]
 
 
@@ -159,14 +161,38 @@ class ReplicaExchange(Scheduler):
                 continue
             replica = self.replicas[r]
             if not replica.trained(result, self.problem):
-                if replica.failures > 2:
-                    log.warning("replica %d failed three times in a row: stopped", r)
-                    self.done.add(r)
-                else:  # once more from its own last checkpoint
-                    self.plans.append(self._segment(r))
+                self._segment_failed(r)
                 continue
             self.waiting.add(r)
         self._end_round()
+
+    def _segment_failed(self, r: int) -> None:
+        """Run a failed replica's segment once more from its own checkpoint; when it fails
+        again, the replica takes over the weights of the best replica that has ended this
+        round, keeping its own ladder values, so the ladder never loses a rung. With nobody
+        to copy yet it tries again, up to MAX_FAILURES times in a row."""
+        replica = self.replicas[r]
+        if replica.failures >= 2 and self._take_over(r):
+            return
+        if replica.failures >= MAX_FAILURES:
+            log.warning("replica %d failed %d times in a row: stopped", r, replica.failures)
+            self.done.add(r)
+            return
+        self.plans.append(self._segment(r))
+
+    def _take_over(self, r: int) -> bool:
+        """Give replica ``r`` the weights of the best replica waiting at the end of this
+        round; True when there was one."""
+        ended = [w for w in self.waiting if math.isfinite(self.replicas[w].value)]
+        if not ended:
+            return False
+        best = min(ended, key=lambda w: self.replicas[w].value)
+        source, replica = self.replicas[best], self.replicas[r]
+        replica.job_id, replica.step, replica.value = source.job_id, source.step, source.value
+        replica.failures = 0
+        log.warning("replica %d failed twice in a row: it continues replica %d's weights", r, best)
+        self.waiting.add(r)
+        return True
 
     def needed_checkpoints(self) -> Collection[int]:
         return [r.job_id for r in self.replicas if r.job_id is not None]
