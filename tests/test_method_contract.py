@@ -17,6 +17,7 @@ from hpsearch.methods import get_method, method_names
 from hpsearch.results import ResultsLog
 from hpsearch.scheduling import as_scheduler
 from hpsearch.simulate import simulate
+from hpsearch.stopping import STOPPERS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPPER = os.path.join(ROOT, "tests", "problem_files", "stepper.py")
@@ -26,11 +27,22 @@ FLAGS = {
     "pbt": ["--population", "4", "--max-steps", "6"],
     "rex": ["--replicas", "3", "--ladder", "rate=0.1:1:log", "--max-steps", "6"],
 }
-METHODS = pytest.mark.parametrize("name", method_names())
+#: Every registered method, and every method that takes a stopper with each stopper (as
+#: ``name:stopper``): early stopping is held to the same contract.
+VARIANTS = method_names() + [
+    f"{name}:{stopper}"
+    for name in method_names()
+    if get_method(name).stoppable
+    for stopper in STOPPERS
+    if stopper != "none"
+]
+METHODS = pytest.mark.parametrize("name", VARIANTS)
 
 
 def build(name: str, output, seed: int = 0):
-    """The method ``name`` for the stepper problem, as its command line would build it."""
+    """The method ``name`` (``method[:stopper]``) for the stepper problem, as its command
+    line would build it."""
+    name, _, stopper = name.partition(":")
     method = get_method(name)
     argv = [
         "--problem",
@@ -40,6 +52,7 @@ def build(name: str, output, seed: int = 0):
         "--seed",
         str(seed),
         *FLAGS.get(name, []),
+        *(["--stopper", stopper, "--max-steps", "6"] if stopper else []),
     ]
     args = build_parser(method).parse_args(argv)
     return load_problem(STEPPER), method.build(load_problem(STEPPER), args), args
@@ -107,7 +120,7 @@ def test_a_search_cut_by_its_budget_resumes_without_repeating_a_job(name, tmp_pa
     assert second.n_finished == 8 and len(df) == 8 and df["job_id"].is_unique
 
 
-@METHODS
+@pytest.mark.parametrize("name", method_names())
 def test_the_method_runs_as_python_m_hpsearch_name(name):
     proc = subprocess.run(
         [sys.executable, "-m", f"hpsearch.{name}", "--help"],
