@@ -23,6 +23,7 @@ import pandas as pd
 
 from hpsearch.evaluation import DONE
 from hpsearch.report import new_figure, save_figure
+from hpsearch.results import stopped_mask, valid_reports
 
 #: The objective axis is drawn on a log scale when its values are positive and span more
 #: than this factor.
@@ -32,14 +33,6 @@ BEST_COLOUR = "tab:red"
 
 
 # ---- trials ---------------------------------------------------------------------------------
-def stopped_mask(df: pd.DataFrame) -> pd.Series:
-    """True for the rows the search stopped early (False everywhere without a ``stopped``
-    column; an empty cell is False)."""
-    if "stopped" not in df.columns:
-        return pd.Series(False, index=df.index)
-    return df["stopped"].astype(str).str.strip().str.lower().isin({"true", "1", "1.0"})
-
-
 def has_stopped_trials(df: pd.DataFrame) -> bool:
     """Whether the search stopped at least one trial early."""
     return bool(stopped_mask(df).any())
@@ -122,11 +115,7 @@ def curves(steps: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     an error or without a finite objective are left out."""
     if not len(steps):
         return {}
-    ok = np.isfinite(pd.to_numeric(steps["objective"], errors="coerce").astype(float))
-    if "error" in steps.columns:
-        error = steps["error"]
-        ok &= error.isna() | (error.astype(str).str.strip() == "")
-    rows = steps.loc[ok].sort_values(["job_id", "step"], kind="stable")
+    rows = valid_reports(steps).sort_values(["job_id", "step"], kind="stable")
     return {
         int(g["job_id"].iloc[0]): (g["step"].to_numpy(float), g["objective"].to_numpy(float))
         for _, g in rows.groupby("job_id", sort=True)

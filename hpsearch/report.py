@@ -30,7 +30,13 @@ import pandas as pd
 
 from hpsearch.arguments import EXIT_USAGE, ArgumentParser, positive_int
 from hpsearch.evaluation import DONE, FINISHED
-from hpsearch.results import METRIC_PREFIX, OBJECTIVE_PREFIX, PARAM_PREFIX, load_results
+from hpsearch.results import (
+    METRIC_PREFIX,
+    OBJECTIVE_PREFIX,
+    PARAM_PREFIX,
+    load_results,
+    stopped_mask,
+)
 from hpsearch.search_record import BEST_FILE, read_search, recorded_direction, write_best
 
 if TYPE_CHECKING:
@@ -335,7 +341,7 @@ def top_k(df: pd.DataFrame, k: int, maximize: bool, trained_only: bool = False) 
     final value)."""
     rows = df.loc[(df["status"] == DONE) & df["objective"].notna()] if len(df) else df
     if trained_only and "stopped" in rows:
-        trained = ~rows["stopped"].fillna(False).astype(bool)
+        trained = ~stopped_mask(rows)
         rows = rows[trained] if trained.any() else rows
     return rows.sort_values("objective", ascending=not maximize, kind="stable").head(k)
 

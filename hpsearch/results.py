@@ -363,6 +363,26 @@ class StepsLog:
             self.table.sync()
 
 
+def stopped_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the rows of a results frame whose trial was stopped early (False everywhere
+    without a ``stopped`` column; an empty cell is False)."""
+    if "stopped" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["stopped"].astype(str).str.strip().str.lower().isin({"true", "1", "1.0"})
+
+
+def valid_reports(steps: pd.DataFrame) -> pd.DataFrame:
+    """The reports of a steps frame (:func:`load_steps`) without an error and with a finite
+    objective."""
+    if not len(steps):
+        return steps
+    ok = np.isfinite(pd.to_numeric(steps["objective"], errors="coerce").astype(float))
+    if "error" in steps.columns:
+        error = steps["error"]
+        ok &= error.isna() | (error.astype(str).str.strip() == "")
+    return steps.loc[ok]
+
+
 def load_steps(path: str) -> pd.DataFrame:
     """Read a steps.csv (or the directory holding one) into a DataFrame (empty when absent)."""
     if os.path.isdir(path):

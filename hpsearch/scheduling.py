@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem
-from hpsearch.results import ResultsLog, load_steps
+from hpsearch.results import ResultsLog, load_steps, stopped_mask, valid_reports
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
 from hpsearch.suggestions import SuggestionBuffer
@@ -148,13 +148,10 @@ class AskTellScheduler(Scheduler):
     def restore(self, log: ResultsLog, rerun: Sequence[Job]) -> None:
         configs, objectives = log.finished()
         previous = log.previous
-        stopped = (
-            previous.loc[previous["status"].isin(FINISHED), "stopped"].fillna(False).astype(bool)
-            if "stopped" in previous
-            else [False] * len(configs)
-        )
-        if self.stopper is None:  # a trial stopped by the end of a search is taken as it is
-            stopped = [False] * len(configs)
+        # a trial stopped by the end of a search, without a stopper, is taken as it is
+        stopped = [False] * len(configs)
+        if self.stopper is not None and len(previous):
+            stopped = stopped_mask(previous)[previous["status"].isin(FINISHED)].tolist()
         self.optimizer.tell(*self._learnable(list(zip(configs, objectives, stopped, strict=True))))
         self.optimizer.mark_pending([job.config for job in rerun])
         self.optimizer.mark_pending([config for config, _ in self._stopped])
@@ -164,15 +161,12 @@ class AskTellScheduler(Scheduler):
     def _replay(self, steps: Any) -> None:
         """Give the stopper the reports of an earlier run, in the order they came, so that
         its rungs and curves are as the run left them."""
-        errors = steps["error"].fillna("") if "error" in steps else ""
-        valid = steps[(errors == "") & steps["objective"].notna()].sort_values("t", kind="stable")
+        valid = valid_reports(steps).sort_values("t", kind="stable")
         assert self.stopper is not None
         for job_id, step, objective in zip(
             valid["job_id"], valid["step"], valid["objective"], strict=True
         ):
-            value = self.problem.sign * float(objective)
-            if math.isfinite(value):
-                self.stopper.judge(int(job_id), float(step), value)
+            self.stopper.judge(int(job_id), float(step), self.problem.sign * float(objective))
 
     def _learnable(self, ended: list[tuple[Config, Any, bool]]) -> tuple[list[Config], list[Any]]:
         """What the optimizer learns of ended trials ``(config, objective, stopped)``: a

@@ -35,7 +35,7 @@ from bench_mpi import run_command
 from bench_population import append_row, markdown_table
 
 from hpsearch.report import utilisation
-from hpsearch.results import load_results
+from hpsearch.results import load_results, stopped_mask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["rs", "rs-asha", "rs-median", "ambs", "ambs-asha", "ambs-median"]
@@ -48,8 +48,7 @@ PROBLEMS = {
 
 def best_final(df: pd.DataFrame, maximize: bool) -> float:
     """The best objective of a trial that trained to its end."""
-    stopped = df["stopped"].fillna(False).astype(bool) if "stopped" in df else False
-    full = df[(df["status"] == "DONE") & ~stopped]
+    full = df[(df["status"] == "DONE") & ~stopped_mask(df)]
     values = full["objective"].astype(float)
     return float(values.max() if maximize else values.min())
 
@@ -83,7 +82,7 @@ def run_quality(args: argparse.Namespace) -> None:
                 "budget_trainings": args.budget,
                 "max_steps": args.max_steps,
                 "trials": len(done),
-                "trained_to_end": int((~done["stopped"].fillna(False).astype(bool)).sum()),
+                "trained_to_end": int((~stopped_mask(done)).sum()),
                 "steps": int(df["step_end"].fillna(0).sum()),
                 "best": best_final(df, maximize),
                 "real_s": round(time.time() - t0, 1),
@@ -124,8 +123,7 @@ def run_utilisation(args: argparse.Namespace) -> None:
 def steps_to_best(df: pd.DataFrame, maximize: bool, workers: int, max_steps: int) -> float:
     """Steps the workers had trained (all busy, a full training 60 virtual seconds) when a
     trial trained to its end first reached the search's final best value."""
-    stopped = df["stopped"].fillna(False).astype(bool) if "stopped" in df else False
-    full = df[(df["status"] == "DONE") & ~stopped].sort_values("t_end")
+    full = df[(df["status"] == "DONE") & ~stopped_mask(df)].sort_values("t_end")
     best = best_final(df, maximize)
     first = full.loc[np.isclose(full["objective"].astype(float), best), "t_end"].min()
     return float(first) * workers * max_steps / 60.0
