@@ -26,7 +26,7 @@ from hpsearch.checkpoints import CheckpointStore, remove_empty_root
 from hpsearch.evaluation import DONE, FAILED, FINISHED, Job, Outcome, Result
 from hpsearch.evaluators.base import Evaluator
 from hpsearch.problem import takes_trial
-from hpsearch.results import ResultsLog, configs_from_frame
+from hpsearch.results import ResultsLog, configs_from_frame, stopped_mask
 from hpsearch.scheduling import Scheduler, TrialPlan, as_scheduler
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
@@ -154,6 +154,8 @@ class Search:
         self.stopping = False  # set once a stopping rule fired: no new work goes out
         self.best_objective: float | None = None  # primary objective, problem's direction
         self.best_config: Config | None = None
+        #: whether the best so far trained to its end (a value at an early stop is no final one)
+        self.best_is_final = False
         self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
         self.unstartable: list[Result] = []  # jobs that could not start, to record
         self._max_wait = MAX_WAIT  # longest one wait blocks (set by run() for the evaluator)
@@ -175,12 +177,16 @@ class Search:
     def _best_of_previous(self, previous: pd.DataFrame) -> None:
         """Start the best so far from the finished rows of the run being resumed."""
         done = previous[(previous["status"] == DONE) & previous["objective"].notna()]
+        final = done[~stopped_mask(done)]
+        if len(final):
+            done = final
         if not len(done):
             return
         i = int((self.problem.sign * done["objective"].astype(float)).to_numpy().argmin())
         row = done.iloc[[i]]
         self.best_objective = float(row["objective"].iloc[0])
         self.best_config = configs_from_frame(row, self.problem.space)[0]
+        self.best_is_final = bool(len(final))
 
     def _stop_reason(self, t_start: float, flag: dict[str, Any]) -> str | None:
         if self.n_finished >= self.max_evals:
@@ -265,12 +271,20 @@ class Search:
         return stop
 
     def _update_best(self, results: list[Result]) -> None:
+        """Keep the best result, preferring trials trained to their end: the value of an
+        early-stopped trial counts only while no trial has a final value."""
         for r in results:
             value = r.primary_objective
-            if value is None:
+            final = not r.outcome.stopped
+            if value is None or (self.best_is_final and not final):
                 continue
-            if self.best_objective is None or self.problem.sign * (value - self.best_objective) < 0:
+            if (
+                self.best_objective is None
+                or (final and not self.best_is_final)
+                or self.problem.sign * (value - self.best_objective) < 0
+            ):
                 self.best_objective, self.best_config = value, r.config
+                self.best_is_final = final
 
     def _value(self, result: Result) -> float:
         """The primary objective of ``result`` to minimise (NaN when it has none)."""

@@ -110,16 +110,21 @@ class Scheduler:
         """Stop; learn whatever is still queued."""
 
 
+#: What an optimizer learns of a trial the stopper stopped (see :class:`AskTellScheduler`).
+STOPPED_AS = ("worst", "last")
+
+
 class AskTellScheduler(Scheduler):
     """Run an ask/tell :class:`~hpsearch.search.base.Optimizer`: every trial is a fresh start,
     ending at ``max_steps`` (None: the problem decides).
 
     Suggestions are asked ahead in a background thread (see
     :class:`~hpsearch.suggestions.SuggestionBuffer`), so a free worker gets one at once. A
-    ``stopper`` (see :mod:`hpsearch.stopping`) answers the trials' reports. The optimizer
-    learns a stopped trial's last value as no better than the worst trial that trained to
-    its end (it was stopped for being behind, and a last value is no final value); until
-    one has, the stopped trial stays pending, under the optimizer's liar.
+    ``stopper`` (see :mod:`hpsearch.stopping`) answers the trials' reports. With
+    ``stopped_as="worst"`` the optimizer learns a stopped trial's last value as no better
+    than the worst trial that trained to its end (it was stopped for being behind, and a last
+    value is no final value); until one has, the stopped trial stays pending, under the
+    optimizer's liar. With ``stopped_as="last"`` it learns the last value as if it were final.
     """
 
     def __init__(
@@ -127,8 +132,14 @@ class AskTellScheduler(Scheduler):
         optimizer: Optimizer,
         stopper: Stopper | None = None,
         max_steps: int | None = None,
+        stopped_as: str = "worst",
     ) -> None:
+        if stopped_as not in STOPPED_AS:
+            raise ValueError(
+                f"stopped_as must be one of {', '.join(STOPPED_AS)}, but got {stopped_as!r}"
+            )
         self.optimizer = optimizer
+        self.stopped_as = stopped_as
         self.problem = optimizer.problem
         self.stopper = stopper
         self.max_steps = max_steps
@@ -176,10 +187,10 @@ class AskTellScheduler(Scheduler):
         objectives: list[Any] = []
         for config, objective, stopped in ended:
             scalar = isinstance(objective, int | float) and math.isfinite(objective)
-            if stopped and scalar:
+            if stopped and scalar and self.stopped_as == "worst":
                 self._stopped.append((config, self.problem.sign * float(objective)))
                 continue
-            if scalar:
+            if scalar and not stopped:
                 self._worst_final = max(self._worst_final, self.problem.sign * float(objective))
             configs.append(config)
             objectives.append(objective)
@@ -231,7 +242,9 @@ class AskTellScheduler(Scheduler):
         buffer.forget([r.config for r in results if r.status not in FINISHED])
 
     def best(self) -> tuple[Config, float] | None:
-        return self.optimizer.best()
+        # with a stopper the optimizer also learned stopped trials (imputed or last values);
+        # the loop's best of the trials trained to their end is the one to report
+        return None if self.stopper is not None else self.optimizer.best()
 
     def close(self) -> None:
         if self._buffer is not None:
@@ -244,4 +257,4 @@ def as_scheduler(method: Optimizer | Scheduler) -> Scheduler:
     return method if isinstance(method, Scheduler) else AskTellScheduler(method)
 
 
-__all__ = ["AskTellScheduler", "Scheduler", "TrialPlan", "as_scheduler"]
+__all__ = ["STOPPED_AS", "AskTellScheduler", "Scheduler", "TrialPlan", "as_scheduler"]

@@ -27,7 +27,7 @@ import math
 from typing import Any
 
 from hpsearch.problem import Problem, takes_trial
-from hpsearch.scheduling import AskTellScheduler, Scheduler
+from hpsearch.scheduling import STOPPED_AS, AskTellScheduler, Scheduler
 from hpsearch.search.base import Optimizer
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reduction-factor", type=int, default=3, help="ASHA keeps the best 1/factor (3)"
     )
+    parser.add_argument(
+        "--stopped-as",
+        choices=STOPPED_AS,
+        default="worst",
+        help="what the optimizer learns of a stopped trial: no better than the worst trial "
+        "trained to its end (default), or its last value as if final",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> Stopper | None:
@@ -182,6 +189,7 @@ def parameters(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     names = ["stopper", "min_steps", "max_steps"]
     names += ["reduction_factor"] if args.stopper == "asha" else []
+    names += ["stopped_as"] if args.stopper != "none" else []
     return {name: getattr(args, name) for name in names}
 
 
@@ -198,4 +206,4 @@ def build(problem: Problem, method: Optimizer | Scheduler, args: argparse.Namesp
         stopper = None
     if isinstance(method, Scheduler) or (stopper is None and args.max_steps is None):
         return method
-    return AskTellScheduler(method, stopper, args.max_steps)
+    return AskTellScheduler(method, stopper, args.max_steps, args.stopped_as)

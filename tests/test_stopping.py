@@ -162,6 +162,20 @@ def test_asha_misleads_when_early_values_rank_trials_the_wrong_way(tmp_path):
     assert best_five["stopped"].all()
 
 
+@pytest.mark.parametrize("stopped_as", ["worst", "last"])
+def test_the_best_is_a_trial_trained_to_its_end(tmp_path, stopped_as):
+    # trials get worse as they train on: a stopped trial's last value beats every final one
+    options = ["--stopper", "asha", "--max-steps", 9, "--stopped-as", stopped_as]
+    proc = simulate_curves(tmp_path, "overfitting", *options)
+    assert proc.returncode == 0, proc.stderr
+    df = load_results(str(tmp_path)).set_index("job_id")
+    full = df[~df["stopped"]]
+    assert df["objective"].min() < full["objective"].min()
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert not df.loc[best["job_id"], "stopped"]
+    assert best["objective"] == pytest.approx(full["objective"].min())
+
+
 def test_curves_need_the_steps_of_a_full_training(tmp_path):
     proc = simulate_curves(tmp_path, "ordered", "--stopper", "asha")
     assert proc.returncode == 2 and "needs --max-steps" in proc.stderr
@@ -229,6 +243,29 @@ def test_an_optimizer_learns_stopped_trials_only_once_one_trained_to_its_end(tmp
         assert optimizer.best()[1] == 0.7
     finally:
         scheduler.close()
+
+
+def test_with_stopped_as_last_an_optimizer_learns_last_values_as_final(tmp_path):
+    optimizer = RandomSearch(load_problem(CURVES), seed=0)
+    scheduler = AskTellScheduler(optimizer, MedianStopper(1, 1), max_steps=9, stopped_as="last")
+    scheduler.open(background=False)
+    try:
+        scheduler.keep_ready(2)
+        jobs = [Job(i, p.config, max_steps=p.max_steps) for i, p in enumerate(scheduler.take(2))]
+        assert [scheduler.report(jobs[i], Report(i, 1, v)) for i, v in [(0, 0.5), (1, 0.6)]] == [
+            False,
+            True,
+        ]
+        scheduler.finished([Result(jobs[1], Outcome(DONE, objective=0.6, stopped=True))])
+        scheduler.keep_ready(0)
+        assert optimizer.y_ == [0.6] and len(optimizer.pending_) == 1
+    finally:
+        scheduler.close()
+
+
+def test_stopped_as_takes_only_its_choices():
+    with pytest.raises(ValueError, match="stopped_as must be one of worst, last"):
+        AskTellScheduler(RandomSearch(load_problem(CURVES), seed=0), stopped_as="first")
 
 
 def test_a_resumed_search_keeps_stopping_with_what_it_had_learned(tmp_path):
