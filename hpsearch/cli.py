@@ -264,8 +264,9 @@ def report(outcome: SearchOutcome, output_dir: str, space: Space) -> None:
 
     print(
         f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "
-        f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; "
-        f"worker utilisation {outcome.utilisation:.2f}"
+        f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; workers busy "
+        f"{outcome.utilisation:.1%} of the wall time, {outcome.active_utilisation:.1%} from the "
+        "first start to the last end (the report's utilisation)"
     )
     df = load_results(output_dir)
     latency = df["handout_latency"].dropna().to_numpy()

@@ -40,6 +40,10 @@ MAX_WAIT = 0.5
 IDLE_POLL = 0.002
 
 
+def _fraction(part: float, whole: float) -> float:
+    return part / whole if whole > 0 and math.isfinite(whole) else math.nan
+
+
 @dataclass
 class SearchOutcome:
     """Summary of a finished search (the rows themselves are in ``results_path``)."""
@@ -51,7 +55,11 @@ class SearchOutcome:
     results_path: str
     wall_time: float
     stopped_by: str
+    #: Busy worker-seconds over workers x ``wall_time`` (start-up and the end included).
     utilisation: float = math.nan
+    #: Busy worker-seconds over workers x the time from the first evaluation's start to the
+    #: last one's end: what ``hpsearch report`` calls utilisation.
+    active_utilisation: float = math.nan
 
 
 class Progress:
@@ -71,10 +79,17 @@ class Progress:
         self.interval = 0.2 if self.tty else interval
         self.t_start = time.time()
         self.last = -math.inf
+        self.n_earlier = 0
+
+    def begin(self, n_earlier: int) -> None:
+        """Start timing now; ``n_earlier`` evaluations finished in the runs a search resumes
+        (counted in the total, not in the rate)."""
+        self.t_start = time.time()
+        self.n_earlier = n_earlier
 
     def line(self, n_finished: int, best: float | None, n_busy: int) -> str:
         elapsed = time.time() - self.t_start
-        rate = 60.0 * n_finished / elapsed if elapsed > 0 else 0.0
+        rate = 60.0 * (n_finished - self.n_earlier) / elapsed if elapsed > 0 else 0.0
         best_text = "-" if best is None else f"{best:.6g}"
         return (
             f"[{n_finished:>{len(str(self.total))}}/{self.total}] best {best_text}  "
@@ -150,6 +165,8 @@ class Search:
         self.n_finished = int(previous["status"].isin(FINISHED).sum()) if len(previous) else 0
         self.n_failed = 0
         self.busy_seconds = 0.0
+        self.first_start = math.inf  # of this run's evaluations
+        self.last_end = -math.inf
         self.report_times: list[float] = []  # when results arrived, for the report rate
         self.stopping = False  # set once a stopping rule fired: no new work goes out
         self.best_objective: float | None = None  # primary objective, problem's direction
@@ -304,9 +321,10 @@ class Search:
         finished = [r for r in results if r.status in FINISHED]
         self.n_finished += len(finished)
         self.n_failed += sum(r.status != DONE for r in finished)
-        self.busy_seconds += sum(
-            r.outcome.t_end - r.outcome.t_start for r in results if math.isfinite(r.outcome.t_start)
-        )
+        timed = [r.outcome for r in results if math.isfinite(r.outcome.t_start)]
+        self.busy_seconds += sum(o.t_end - o.t_start for o in timed)
+        self.first_start = min([self.first_start, *(o.t_start for o in timed)])
+        self.last_end = max([self.last_end, *(o.t_end for o in timed)])
         self._update_best(finished)
         self._hand_out()
         if self.with_trials:
@@ -332,6 +350,8 @@ class Search:
         # on a virtual clock nothing happens between events: wait for the next one
         self._max_wait = MAX_WAIT if background else math.inf
         self.scheduler.open(background)
+        if self.progress:
+            self.progress.begin(self.n_finished)
         self.evaluator.report_handler = self._on_reports
         try:
             with stop_on_signals(flag):
@@ -379,9 +399,10 @@ class Search:
             results_path=self.log.path,
             wall_time=wall,
             stopped_by=reason,
-            utilisation=self.busy_seconds / (self.evaluator.n_workers * wall)
-            if wall > 0
-            else math.nan,
+            utilisation=_fraction(self.busy_seconds, self.evaluator.n_workers * wall),
+            active_utilisation=_fraction(
+                self.busy_seconds, self.evaluator.n_workers * (self.last_end - self.first_start)
+            ),
         )
 
     def _drain(self, reason: str, flag: dict[str, Any]) -> None:

@@ -162,12 +162,34 @@ def load_runs(paths: Sequence[str]) -> list[Run]:
         record = read_search(_run_dir(path)) or {}
         stopper = (record.get("parameters") or {}).get("stopper", "none")
         run = Run(label, group, path, load_results(csv_path), stops_early=stopper != "none")
+        check_consistent(run.df, csv_path)
         runs.append(run)
     labels = [r.label for r in runs]
     for i, run in enumerate(runs):
         if labels.count(run.label) > 1:
             run.label = f"{run.label} ({i})"
     return runs
+
+
+def check_consistent(df: pd.DataFrame, path: str) -> None:
+    """ValueError when a results frame cannot be one search's: a job id that ended on several
+    rows (a cancelled job rerun on resume keeps its id, so CANCELLED rows may repeat), or more
+    evaluations at once than there were workers (two searches wrote into one directory)."""
+    ended = df.loc[df["status"] != "CANCELLED", "job_id"]
+    repeated = ended[ended.duplicated()].unique()
+    if len(repeated):
+        shown = ", ".join(str(int(j)) for j in repeated[:5])
+        more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+        raise ValueError(
+            f"{path}: job ids {shown}{more} appear on more than one row: two searches wrote "
+            "into this directory at once, and their rows cannot be told apart"
+        )
+    u = utilisation(df)
+    if u > 1.0 + 1e-6:
+        raise ValueError(
+            f"{path}: evaluations overlap on one worker (utilisation {u:.3f} is above 1): two "
+            "searches wrote into this directory at once"
+        )
 
 
 def param_columns(df: pd.DataFrame) -> list[str]:
@@ -250,9 +272,15 @@ def _colours(n: int) -> list[Any]:
 
 
 def plot_workers(run: Run, path: str) -> str:
+    """Save :func:`workers_figure` of ``run`` to ``path``; return the path."""
+    return save_figure(workers_figure(run), path)
+
+
+def workers_figure(run: Run) -> Figure:
     """Gantt chart of every evaluation on its worker (colour = status) and the busy fraction."""
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     rows = _timed(run.df)
     fig = new_figure(8.0, 6.0)
@@ -271,6 +299,7 @@ def plot_workers(run: Run, path: str) -> str:
     width = float(np.clip(200.0 / n_workers, 0.5, 8.0))
     gantt.add_collection(LineCollection(list(segments), colors=colours, linewidths=width))
     gantt.set_ylim(-1, n_workers)
+    gantt.yaxis.set_major_locator(MaxNLocator(integer=True))
     gantt.set_ylabel(f"worker ({n_workers})")
     gantt.set_title(f"Worker activity: {run.label}")
     present = [s for s in STATUS_COLOURS if (rows["status"] == s).any()]
@@ -289,7 +318,7 @@ def plot_workers(run: Run, path: str) -> str:
     busy.set_xlabel("time since the search started (s)")
     busy.set_title(f"utilisation {u:.3f}", fontsize="small")
     gantt.autoscale_view(scaley=False)
-    return save_figure(fig, path)
+    return fig
 
 
 def _encoded_params(df: pd.DataFrame) -> pd.DataFrame:

@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.simu
     print(
         f"simulated {outcome.n_finished} evaluations on {args.workers} workers "
         f"({outcome.n_failed} failed): best {best}, virtual wall {outcome.wall_time:.1f} s, "
-        f"utilisation {outcome.utilisation:.3f}, master {outcome.master_seconds:.2f} s in "
+        f"workers busy {outcome.utilisation:.1%} of the wall time, master {outcome.master_seconds:.2f} s in "
         f"{outcome.n_asks} asks, real {time.perf_counter() - t:.1f} s; stopped by "
         f"{outcome.stopped_by}"
     )

@@ -105,6 +105,12 @@ def test_search_on_ackley_in_the_process_pool_then_resume(repo_root, tmp_path):
 
     proc = hpsearch(*common, "--max-evals", "30", "--resume", cwd=repo_root)
     assert proc.returncode == 0, proc.stderr
+    # the progress line knows the earlier best and rates only this run's evaluations
+    lines = re.findall(r"\[(\d+)/30\] best (\S+) .* ([\d.]+) evals/min  elapsed (\S+)", proc.stderr)
+    assert lines and all(best != "-" for _, best, _, _ in lines)
+    n, _, rate, elapsed = lines[-1]
+    h, m, sec = map(int, elapsed.split(":"))
+    assert n == "30" and float(rate) * (3600 * h + 60 * m + sec) / 60 <= 10
     df = load_results(str(out))
     assert sorted(df["job_id"]) == list(range(30))
     configs = {tuple(row) for row in df.filter(like="p:").itertuples(index=False)}

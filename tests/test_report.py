@@ -34,6 +34,7 @@ from hpsearch.report import (
     parameter_importance,
     summary,
     utilisation,
+    workers_figure,
     write_report,
 )
 from hpsearch.search.random import RandomSearch
@@ -201,6 +202,35 @@ def test_command_line(tmp_path, capsys):
     assert os.path.isfile(tmp_path / "r2" / "report.html")
     assert main([str(tmp_path / "missing")]) == 2
     assert "no results file at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        # two searches in one directory, each with its own job 0 and 1
+        (
+            ["0,0.01,relu,0.8,DONE,1,h,0,0,1,", "1,0.1,tanh,0.6,DONE,2,h,0,0,1,"] * 2,
+            r"job ids 0, 1 appear on more than one row",
+        ),
+        # distinct ids, but three evaluations at once on two workers
+        (
+            [f"{i},0.01,relu,0.8,DONE,{i % 2},h,0,0,10," for i in range(3)],
+            r"evaluations overlap on one worker \(utilisation 1.500 is above 1\)",
+        ),
+    ],
+)
+def test_a_file_two_searches_wrote_is_an_error_not_a_figure(tmp_path, capsys, lines, message):
+    run = write_csv(tmp_path / "twice", lines)
+    assert main([run]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(message, line)
+
+
+def test_the_worker_axis_has_whole_numbers(tmp_path):
+    lines = ["0,0.01,relu,0.8,DONE,0,h,0,0,1,", "1,0.1,tanh,0.6,DONE,1,h,0,1,2,"]
+    fig = workers_figure(load_runs([write_csv(tmp_path / "two", lines)])[0])
+    ticks = fig.axes[0].get_yticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
 
 
 DIGITS_ROWS = [
