@@ -267,7 +267,7 @@ def report(outcome: SearchOutcome, output_dir: str, space: Space) -> None:
         f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; "
         f"worker utilisation {outcome.utilisation:.2f}"
     )
-    df = load_results(output_dir)
+    df = load_results(output_dir, space)
     latency = df["handout_latency"].dropna().to_numpy()
     if len(latency):
         print(
