@@ -4,6 +4,10 @@ searches aimed at one directory, and empty or damaged files, and resumes from th
 import json
 import logging
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -13,6 +17,9 @@ from hpsearch import Categorical, Problem, load_results
 from hpsearch.cli import main
 from hpsearch.evaluation import CANCELLED, DONE, Job, Outcome, Result
 from hpsearch.results import ResultsLog
+from hpsearch.simulate import main as simulate_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_problem(path, body: str) -> str:
@@ -147,6 +154,43 @@ def run(config):
     time.sleep(0.2)
     return config["x"]
 """
+
+
+def test_one_search_at_a_time_in_an_output_directory(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    problem_file = write_problem(tmp_path / "slow.py", SLOW_PROBLEM)
+    argv = ["--problem", problem_file, "--output", out, "--no-isolation"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch.rs", *argv, "--max-evals", "300"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        results = tmp_path / "out" / "results.csv"
+        deadline = time.monotonic() + 60
+        while len(results.read_text().splitlines()) < 3 if results.exists() else True:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        held_by = f"pid {first.pid} on host {socket.gethostname()}"
+        for extra in (["--resume"], []):
+            capsys.readouterr()
+            assert main("rs", [*argv, "--max-evals", "300", *extra]) == 2
+            line = only_line(capsys.readouterr().err)
+            assert line.startswith(f"hpsearch.rs: error: --output {out} is in use"), line
+            assert held_by in line
+        sim = ["rs", "--problem", problem_file, "--workers", "2", "--duration", "fixed:1"]
+        assert simulate_main([*sim, "--output", out]) == 2
+        line = only_line(capsys.readouterr().err)
+        assert f"--output {out} is in use" in line and held_by in line
+    finally:
+        first.send_signal(signal.SIGKILL)  # a search killed outright leaves no lock behind
+        first.wait()
+    n_before = len(load_results(out))
+    assert main("rs", [*argv, "--max-evals", str(n_before + 3), "--resume"]) == 0
+    df = load_results(out)
+    assert len(df) >= n_before + 3
+    assert df["job_id"].is_unique
 
 
 def test_a_cut_multi_line_cell_is_recovered_by_records(tmp_path):
