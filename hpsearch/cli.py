@@ -28,6 +28,7 @@ from hpsearch.problem import Problem, ProblemLoadError, load_problem
 if TYPE_CHECKING:
     from hpsearch.evaluators.base import Evaluator
     from hpsearch.loop import SearchOutcome
+    from hpsearch.output_lock import OutputLock
     from hpsearch.space import Space
 
 SearchRunner = Callable[["Evaluator"], "SearchOutcome"]
@@ -188,7 +189,25 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
 def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchRunner]:
     """Check the input and restore the search state; return the problem and a function
     running the search on an evaluator. Raises UsageError, ProblemLoadError or ValueError
-    on bad input, before any evaluation starts."""
+    on bad input, before any evaluation starts. The output directory stays locked until the
+    search ends."""
+    from hpsearch.output_lock import OutputLock
+
+    _check_output(args.output, args.resume)
+    problem = load_problem(args.problem)
+    lock = OutputLock(args.output)  # before anything in the directory is read or written
+    try:
+        return problem, _restore(method, args, problem, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _restore(
+    method: Method, args: argparse.Namespace, problem: Problem, lock: OutputLock
+) -> SearchRunner:
+    """Restore the search state in ``args.output``: a function running the search on an
+    evaluator, which releases ``lock`` when it ends."""
     from hpsearch.loop import Progress, Search
     from hpsearch.results import ResultsLog
     from hpsearch.search_record import (
@@ -198,8 +217,6 @@ def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchR
         write_search,
     )
 
-    _check_output(args.output, args.resume)
-    problem = load_problem(args.problem)
     record = search_record(method.name, method.parameters(args), problem, args.seed)
     if args.resume:
         try:
@@ -228,8 +245,9 @@ def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchR
             ).run()
         finally:
             results_log.close()
+            lock.release()
 
-    return problem, search
+    return search
 
 
 def _run(method: Method, args: argparse.Namespace) -> int:
@@ -268,7 +286,7 @@ def report(outcome: SearchOutcome, output_dir: str, space: Space) -> None:
         f"{outcome.utilisation:.1%} of the wall time, {outcome.active_utilisation:.1%} from the "
         "first start to the last end (the report's utilisation)"
     )
-    df = load_results(output_dir)
+    df = load_results(output_dir, space)
     latency = df["handout_latency"].dropna().to_numpy()
     if len(latency):
         print(

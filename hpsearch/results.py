@@ -8,20 +8,27 @@ multi-objective run also fills ``objective_0``, ``objective_1``, ... (one per ob
 ``objective`` holds the first, the primary one). Trials add ``member`` and ``parent`` when a
 method uses populations or continues checkpoints, and ``step_start``, ``step_end`` and
 ``stopped`` when runs report steps. A conditional hyperparameter that is inactive in a
-configuration has an empty cell.
+configuration has an empty cell. A categorical hyperparameter's cell holds its choice as text,
+or, where the texts of two choices would be the same (``1`` and ``"1"``) or one would be empty,
+each choice's Python ``repr``; reading with the space gives every value its declared type.
 
 steps.csv has one row per report of a running trial: ``job_id``, ``step``, ``objective``,
 ``t`` (seconds since the search started), ``m:<metric>``, ``error``.
 
-Beside them, ``submitted.jsonl`` journals every job handed to a worker, so that a search killed
-outright can be resumed with the jobs that were running when it died.
+Beside them, ``submitted.jsonl`` (:mod:`hpsearch.journal`) journals every job handed to a
+worker, so that a search killed outright can be resumed with the jobs that were running when it
+died.
+
+A write cut short by a kill leaves a last record without its end (perhaps inside a quoted cell
+that spans lines); readers ignore it and a resumed log drops it. A job id that appears in
+results.csv, steps.csv, the journal or the checkpoints is never handed out again.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import logging
 import math
 import os
 import time
@@ -31,13 +38,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpsearch.evaluation import FINISHED, Job, Result
-from hpsearch.space import Config, Space
+from hpsearch.checkpoints import CHECKPOINTS_DIR
+from hpsearch.evaluation import DONE, FINISHED, Job, Result
+from hpsearch.journal import SUBMITTED_FILE, Journal
+from hpsearch.space import Categorical, Config, Dimension, Integer, Space
 from hpsearch.trial import Report
 
 RESULTS_FILE = "results.csv"
 STEPS_FILE = "steps.csv"
-SUBMITTED_FILE = "submitted.jsonl"
 #: Longest time a report's row in steps.csv waits for an fsync.
 STEPS_FSYNC_SECONDS = 1.0
 PARAM_PREFIX = "p:"
@@ -57,12 +65,8 @@ RECORD_COLUMNS = [
 LINEAGE_COLUMNS = ["member", "parent"]
 #: Columns of trials whose runs report steps.
 PROGRESS_COLUMNS = ["step_start", "step_end", "stopped", "rung"]
-#: Fields of a job beyond its id and configuration, journalled (as planned) when they differ
-#: from the default; where its checkpoints are is worked out again when it is handed out.
-JOB_FIELDS = ("member", "parent", "step", "max_steps")
 
-
-_JOB_DEFAULTS = {k: Job.__dataclass_fields__[k].default for k in JOB_FIELDS}
+log = logging.getLogger(__name__)
 
 
 class ResultsError(ValueError):
@@ -70,19 +74,68 @@ class ResultsError(ValueError):
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()  # a plain number, not numpy's repr
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
-        return repr(value)  # shortest exact form: a resumed search sees the same values
+        return repr(float(value))  # shortest exact form: a resumed search sees the same values
     return value
 
 
-def _drop_partial_last_line(path: str) -> None:
-    """Truncate a file to its last complete line (a kill can cut the final write short)."""
+def _complete_length(data: bytes) -> int:
+    """The length of the complete CSV records at the start of ``data``: each ends with a line
+    end outside quotes (a record cut short may end inside a quoted cell spanning lines)."""
+    end = position = quotes = 0
+    for line in data.split(b"\n")[:-1]:
+        position += len(line) + 1
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            end = position
+    return end
+
+
+def _drop_cut_record(path: str) -> None:
+    """Truncate a CSV file to its complete records (a kill can cut the final write short)."""
     with open(path, "rb+") as f:
         data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
+        f.truncate(_complete_length(data))
+
+
+def _choice_cells(dim: Categorical) -> list[str]:
+    """The cell of each choice: its text, or its repr where two texts would be the same or
+    one would be empty (an empty cell marks an inactive hyperparameter)."""
+    texts = [str(_cell(c)) for c in dim.choices]
+    if "" in texts or len(set(texts)) < len(texts):
+        return [repr(c) for c in dim.choices]
+    return texts
+
+
+def _param_values(dim: Dimension, cells: Iterable[Any], job_ids: Iterable[Any]) -> list[Any]:
+    """The values of ``dim`` that its ``p:`` cells (text, NaN when empty) hold, None for an
+    empty cell; ValueError naming the job of a cell that holds none."""
+    choices: dict[str, Any] = {}
+    if isinstance(dim, Categorical):
+        choices = dict(zip(_choice_cells(dim), dim.choices, strict=True))
+        for choice in dim.choices:  # files written before texts could collide
+            choices.setdefault(str(_cell(choice)), choice)
+    values: list[Any] = []
+    for text, job_id in zip(cells, job_ids, strict=True):
+        if not isinstance(text, str):
+            values.append(None)
+            continue
+        try:
+            if isinstance(dim, Categorical):
+                values.append(choices[text])
+            elif isinstance(dim, Integer):
+                values.append(int(text) if text.strip().lstrip("+-").isdigit() else float(text))
+            else:
+                values.append(float(text))
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"job {job_id}: {text!r} is not a value of hyperparameter {dim.name!r}"
+            ) from None
+    return values
 
 
 class CsvTable:
@@ -109,12 +162,14 @@ class CsvTable:
         self._synced_at = time.monotonic()
         self._unsynced = False
         self.extra: list[str] = []
+        header: list[str] = []
         if resume and os.path.exists(self.path):
-            _drop_partial_last_line(self.path)
+            _drop_cut_record(self.path)
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f), [])
+        if header:
             self.extra = [c for c in header if c not in head and c not in tail]
-        else:
+        else:  # a new file, or one a kill left without a complete header
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(self.columns)
 
@@ -177,9 +232,11 @@ class CsvTable:
 class ResultsLog:
     """Appends finished evaluations to ``<output>/results.csv`` and journals submissions.
 
-    ``resume=True`` continues an existing file (after dropping a last line cut short);
-    otherwise the file must not exist yet. Times in rows are relative to ``t0``, which a
-    resumed log places so that new rows continue after the last one already written.
+    ``resume=True`` continues an existing file (after dropping a last record cut short) and
+    its journal; a file without rows (or without any byte) is continued as a search that
+    finished nothing. Otherwise the file must not exist yet. Everything is read and checked
+    before anything is written. Times in rows are relative to ``t0``, which a resumed log
+    places so that new rows continue after the last one already written.
     """
 
     def __init__(self, output_dir: str, space: Space, resume: bool = False, fsync: bool = True):
@@ -189,36 +246,47 @@ class ResultsLog:
         self.space = space
         self.fsync = fsync
         self.param_columns = [PARAM_PREFIX + n for n in space.names]
+        self._choice_cells = {d.name: _choice_cells(d) for d in space if isinstance(d, Categorical)}
         self.previous = pd.DataFrame()
         os.makedirs(output_dir, exist_ok=True)
-        resuming = resume and os.path.exists(self.path)
-        if os.path.exists(self.path) and not resuming:
+        exists = os.path.exists(self.path)
+        if exists and not resume:
             raise ResultsError(
                 f"{self.path} exists: pass --resume to continue it or choose another --output"
             )
-        if resuming:
-            self._check_header()
+        header = _header(self.path) if exists else []
+        if header:
+            self._check_header(header)
+            self.previous = load_results(self.path, space)
+        self.journal_file = Journal(self.submitted_path, space, resume)
+        if self.journal_file.missing and exists:
+            log.warning(
+                "%s is missing: jobs that were running when the search stopped are not known "
+                "and not run again (their ids are not reused where results.csv, steps.csv or "
+                "the checkpoints name them)",
+                self.submitted_path,
+            )
+        self._used_ids = self._ids_in_use() if resume else set()
+        # all read and checked: from here on the directory is written
         self.table = CsvTable(
-            self.path, ["job_id", *self.param_columns, *RECORD_COLUMNS], ["error"], fsync, resuming
+            self.path,
+            ["job_id", *self.param_columns, *RECORD_COLUMNS],
+            ["error"],
+            fsync,
+            bool(header),
         )
-        if resuming:
-            self.previous = load_results(self.path)
-            if os.path.exists(self.submitted_path):
-                _drop_partial_last_line(self.submitted_path)
-        else:
-            open(self.submitted_path, "w").close()
-        self.steps = StepsLog(output_dir, fsync=fsync, resume=resuming)
+        if not header:
+            self.previous = pd.DataFrame(columns=self.table.columns)
+        self.journal_file.open()
+        self.steps = StepsLog(output_dir, fsync=fsync, resume=resume)
         elapsed = float(self.previous["t_end"].max()) if len(self.previous) else 0.0
         self.t0 = time.time() - (elapsed if math.isfinite(elapsed) else 0.0)
-        self._submitted = open(self.submitted_path, "a")  # noqa: SIM115 (open for the log's lifetime)
 
     @property
     def columns(self) -> list[str]:
         return self.table.columns
 
-    def _check_header(self) -> None:
-        with open(self.path, newline="") as f:
-            header = next(csv.reader(f), [])
+    def _check_header(self, header: list[str]) -> None:
         params = [c for c in header if c.startswith(PARAM_PREFIX)]
         if params != self.param_columns:
             raise ResultsError(
@@ -226,12 +294,32 @@ class ResultsLog:
                 f"not this problem's {self.space.names}"
             )
 
+    def _ids_in_use(self) -> set[int]:
+        """Every job id the directory names: rows, journal, reports and checkpoints."""
+        ids = set(self.journal_file.ids)
+        if len(self.previous):
+            ids.update(self.previous["job_id"].astype(int))
+        steps = load_steps(self.output_dir)
+        ids.update(pd.to_numeric(steps["job_id"], errors="coerce").dropna().astype(int))
+        checkpoints = os.path.join(self.output_dir, CHECKPOINTS_DIR)
+        if os.path.isdir(checkpoints):
+            ids.update(int(name) for name in os.listdir(checkpoints) if name.isdigit())
+        return ids
+
+    def _param_cell(self, name: str, value: Any) -> Any:
+        cells = self._choice_cells.get(name)
+        if cells is None or value is None:
+            return value
+        dim = self.space[name]
+        assert isinstance(dim, Categorical)
+        return cells[dim.index(value)]
+
     def _row(self, result: Result) -> dict[str, Any]:
         job, out = result.job, result.outcome
         vector = out.objective if isinstance(out.objective, list) else []
         row: dict[str, Any] = {
             "job_id": job.job_id,
-            **{PARAM_PREFIX + k: v for k, v in job.config.items()},
+            **{PARAM_PREFIX + k: self._param_cell(k, v) for k, v in job.config.items()},
             "objective": vector[0] if vector else out.objective,
             **{f"{OBJECTIVE_PREFIX}{i}": v for i, v in enumerate(vector)},
             "status": out.status,
@@ -260,65 +348,50 @@ class ResultsLog:
 
     def journal(self, jobs: Iterable[Job]) -> None:
         """Record jobs handed to workers (read back by :meth:`unfinished_jobs` on resume)."""
-        for job in jobs:
-            entry = {"job_id": job.job_id, "config": job.config}
-            entry.update(
-                {k: getattr(job, k) for k in JOB_FIELDS if getattr(job, k) != _JOB_DEFAULTS[k]}
-            )
-            self._submitted.write(json.dumps(entry) + "\n")
-        self._submitted.flush()
+        self.journal_file.write(jobs)
 
     def close(self) -> None:
-        self._submitted.close()
+        self.journal_file.close()
         self.steps.close()
 
     # ---- reading back for resume ---------------------------------------------------------
     def finished(self) -> tuple[list[Config], list[Any]]:
-        """Configurations and objectives (float, list of floats or None) of the finished rows."""
+        """Configurations and objectives of the finished rows: a DONE row's objective is a
+        float, or the list of floats it wrote (however many); other rows' None."""
         rows = (
             self.previous[self.previous["status"].isin(FINISHED)]
             if len(self.previous)
             else self.previous
         )
         configs = configs_from_frame(rows, self.space)
-        objectives: list[Any] = [
-            None if pd.isna(v) else float(v) for v in rows.get("objective", [])
-        ]
         vector_columns = sorted(
             (c for c in rows.columns if c.startswith(OBJECTIVE_PREFIX)),
             key=lambda c: int(c[len(OBJECTIVE_PREFIX) :]),
         )
-        if vector_columns:
-            objectives = [
-                None if any(pd.isna(v) for v in row) else [float(v) for v in row]
-                for row in rows[vector_columns].itertuples(index=False)
-            ]
+        objectives: list[Any] = []
+        for _, row in rows.iterrows():
+            vector = [float(v) for v in row[vector_columns] if not pd.isna(v)]
+            if row["status"] != DONE:
+                objectives.append(None)
+            elif vector:
+                objectives.append(vector)
+            else:
+                objectives.append(float(row["objective"]))
         return configs, objectives
 
     @property
     def next_job_id(self) -> int:
-        ids = [int(self.previous["job_id"].max()) + 1] if len(self.previous) else [0]
-        ids += [j.job_id + 1 for j in self.unfinished_jobs()]
-        return max(ids)
+        """The lowest job id above every id the directory names (0 for a new search)."""
+        return max(self._used_ids, default=-1) + 1
 
     def unfinished_jobs(self) -> list[Job]:
         """Jobs submitted by an earlier run that have no finished row: to be run again."""
-        if not os.path.exists(self.submitted_path):
-            return []
         done = set()
         if len(self.previous):
             done = set(
                 self.previous.loc[self.previous["status"].isin(FINISHED), "job_id"].astype(int)
             )
-        jobs: dict[int, Job] = {}
-        with open(self.submitted_path) as f:
-            for line in f:
-                entry = json.loads(line)
-                if entry["job_id"] not in done:
-                    fields = {k: entry[k] for k in JOB_FIELDS if k in entry}
-                    jobs[entry["job_id"]] = Job(
-                        entry["job_id"], self.space.validate(entry["config"]), **fields
-                    )
+        jobs = {job.job_id: job for job in self.journal_file.jobs if job.job_id not in done}
         return list(jobs.values())
 
 
@@ -387,9 +460,10 @@ def load_steps(path: str) -> pd.DataFrame:
     """Read a steps.csv (or the directory holding one) into a DataFrame (empty when absent)."""
     if os.path.isdir(path):
         path = os.path.join(path, STEPS_FILE)
-    if not os.path.exists(path):
+    df = _read_csv(path) if os.path.exists(path) else pd.DataFrame()
+    if not len(df.columns):
         return pd.DataFrame(columns=["job_id", "step", "objective", "t", "error"])
-    return _read_csv(path)
+    return df
 
 
 def configs_from_frame(df: pd.DataFrame, space: Space) -> list[Config]:
@@ -409,24 +483,52 @@ def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def load_results(path: str) -> pd.DataFrame:
+def load_results(path: str, space: Space | None = None) -> pd.DataFrame:
     """Read a results.csv (or the directory holding one) into a DataFrame.
 
-    A last line cut short by a kill is ignored, so a file from a search that died can be read.
+    A last record cut short by a kill is ignored, so a file from a search that died can be
+    read. With ``space``, each ``p:`` column holds the values of its hyperparameter, of the
+    type it declares (None when inactive), not what pandas would guess from the text;
+    ValueError naming the file and the job when a cell holds no value of it.
     """
     if os.path.isdir(path):
         path = os.path.join(path, RESULTS_FILE)
-    return _read_csv(path, dtype={"error": str, "host": str, "status": str})
+    params = [] if space is None else [PARAM_PREFIX + n for n in space.names]
+    df = _read_csv(
+        path, dtype={"error": str, "host": str, "status": str, **dict.fromkeys(params, str)}
+    )
+    if space is not None and len(df.columns):
+        for dim in space:
+            column = PARAM_PREFIX + dim.name
+            if column not in df.columns:
+                raise ResultsError(f"{path} has no column {column!r}")
+            try:
+                values = _param_values(dim, df[column], df["job_id"])
+            except ValueError as err:
+                raise ResultsError(f"{path}: {err}") from None
+            df[column] = pd.Series(values, index=df.index, dtype=object)
+    return df
+
+
+def _header(path: str) -> list[str]:
+    """The header of a CSV file ([] when a kill left it without a complete one)."""
+    with open(path, "rb") as f:
+        line = f.readline()
+    if not line.endswith(b"\n") or line.count(b'"') % 2:
+        return []
+    return next(csv.reader(io.StringIO(line.decode(), newline="")), [])
 
 
 def _read_csv(path: str, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
-    """A CSV log as a DataFrame: empty cells are NaN, a last line cut short is ignored."""
-    with open(path, newline="") as f:
-        text = f.read()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
+    """A CSV log as a DataFrame: empty cells are NaN, a last record cut short is ignored (no
+    column without a complete header)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data[: _complete_length(data)].decode()
+    if not text:
+        return pd.DataFrame()
     df = pd.read_csv(
-        io.StringIO(text),
+        io.StringIO(text, newline=""),
         keep_default_na=False,
         na_values=[""],
         dtype={"error": str, **(dtype or {})},

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from hpsearch.arguments import (
 from hpsearch.evaluators.virtual import MASTER_TIMES, VirtualEvaluator
 from hpsearch.loop import Search, SearchOutcome
 from hpsearch.methods import get_method, method_names
+from hpsearch.output_lock import OutputLock
 from hpsearch.problem import Problem, RunFunction, load_problem
 from hpsearch.results import ResultsLog, load_results
 from hpsearch.scheduling import Scheduler
@@ -254,45 +254,50 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.simu
     )
     method.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    lock: OutputLock | None = None
     try:
-        duration = parse_duration(args.duration)
-        problem = resolve_problem(args.problem)
-        if args.curves is not None:
-            problem.run = parse_curves(args.curves, getattr(args, "max_steps", None))
-        optimizer = method.build(problem, args)
-        # a record of the search, as a real one leaves (the report reads it)
-        os.makedirs(args.output, exist_ok=True)
-        record = search_record(method.name, method.parameters(args), problem, args.seed)
-        write_search(args.output, record)
-        t = time.perf_counter()
-        outcome = simulate(
-            optimizer,
-            args.workers,
-            duration,
-            args.output,
-            args.max_evals,
-            timeout=args.timeout,
-            master_time=args.master_time,
-            grace=args.grace,
-            eval_timeout=args.eval_timeout,
-            seed=args.seed,
+        try:
+            duration = parse_duration(args.duration)
+            problem = resolve_problem(args.problem)
+            if args.curves is not None:
+                problem.run = parse_curves(args.curves, getattr(args, "max_steps", None))
+            optimizer = method.build(problem, args)
+            lock = OutputLock(args.output)  # before search.json is written
+            # a record of the search, as a real one leaves (the report reads it)
+            record = search_record(method.name, method.parameters(args), problem, args.seed)
+            write_search(args.output, record)
+            t = time.perf_counter()
+            outcome = simulate(
+                optimizer,
+                args.workers,
+                duration,
+                args.output,
+                args.max_evals,
+                timeout=args.timeout,
+                master_time=args.master_time,
+                grace=args.grace,
+                eval_timeout=args.eval_timeout,
+                seed=args.seed,
+            )
+        except (ProblemLoadError, ValueError) as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        best = "-" if outcome.best_objective is None else f"{outcome.best_objective:.6g}"
+        print(
+            f"simulated {outcome.n_finished} evaluations on {args.workers} workers "
+            f"({outcome.n_failed} failed): best {best}, virtual wall {outcome.wall_time:.1f} s, "
+            f"workers busy {outcome.utilisation:.1%} of the wall time, master "
+            f"{outcome.master_seconds:.2f} s in "
+            f"{outcome.n_asks} asks, real {time.perf_counter() - t:.1f} s; stopped by "
+            f"{outcome.stopped_by}"
         )
-    except (ProblemLoadError, ValueError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    best = "-" if outcome.best_objective is None else f"{outcome.best_objective:.6g}"
-    print(
-        f"simulated {outcome.n_finished} evaluations on {args.workers} workers "
-        f"({outcome.n_failed} failed): best {best}, virtual wall {outcome.wall_time:.1f} s, "
-        f"workers busy {outcome.utilisation:.1%} of the wall time, master {outcome.master_seconds:.2f} s in "
-        f"{outcome.n_asks} asks, real {time.perf_counter() - t:.1f} s; stopped by "
-        f"{outcome.stopped_by}"
-    )
-    if outcome.best_config is not None and outcome.best_objective is not None:
-        job_id = best_job_id(
-            load_results(args.output), outcome.best_config, outcome.best_objective, problem.space
-        )
-        write_best(args.output, outcome.best_objective, outcome.best_config, job_id)
+        if outcome.best_config is not None and outcome.best_objective is not None:
+            df = load_results(args.output, problem.space)
+            job_id = best_job_id(df, outcome.best_config, outcome.best_objective, problem.space)
+            write_best(args.output, outcome.best_objective, outcome.best_config, job_id)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"results written to {outcome.results_path}")
     return 0
 

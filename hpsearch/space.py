@@ -222,7 +222,8 @@ class Categorical(Dimension):
     choices: Sequence[Any] = ()
 
     def _validate(self) -> None:
-        self.choices = list(self.choices)
+        # numpy scalars become Python ones, so that results and journals hold plain values
+        self.choices = [c.item() if isinstance(c, np.generic) else c for c in self.choices]
         if not self.choices:
             raise self._fail("the list of choices is empty")
         if any(c is None for c in self.choices):
@@ -230,7 +231,8 @@ class Categorical(Dimension):
         if len({repr(c) for c in self.choices}) != len(self.choices):
             raise self._fail(f"choices must be distinct, but got {self.choices!r}")
 
-    def _index(self, value: Any) -> int:
+    def index(self, value: Any) -> int:
+        """The position of ``value`` among the choices, of the same type first."""
         for i, c in enumerate(self.choices):
             if type(c) is type(value) and c == value:
                 return i
@@ -241,7 +243,7 @@ class Categorical(Dimension):
 
     def to_unit(self, values: Sequence[Any]) -> np.ndarray:
         k = len(self.choices)
-        return np.array([(self._index(v) + 0.5) / k for v in values], dtype=float)
+        return np.array([(self.index(v) + 0.5) / k for v in values], dtype=float)
 
     def from_unit(self, u: np.ndarray) -> list[Any]:
         k = len(self.choices)
@@ -250,7 +252,7 @@ class Categorical(Dimension):
 
     def check_value(self, value: Any, what: str = "value") -> Any:
         try:
-            return self.choices[self._index(value)]
+            return self.choices[self.index(value)]
         except InvalidHyperparameterError:
             raise self._fail(f"{what} must be one of {self.choices!r}, but got {value!r}") from None
 

@@ -140,6 +140,28 @@ def test_resume_after_the_master_was_killed(repo_root, tmp_path):
     assert df.head(len(before)).equals(before)
 
 
+def test_a_second_search_on_a_running_ones_output_exits_2(repo_root, tmp_path):
+    out = tmp_path / "out"
+    args = ["--problem", "problems.ackley", "--output", out, "--seed", 4]
+    env = {"HPSEARCH_ACKLEY_SLEEP": "0.1,0.3"}
+    first = launch(3, *args, "--max-evals", 500, cwd=repo_root, env=env)
+    wait_for_rows(out / "results.csv", 4)
+    (master,) = rank_pids(0, str(out))
+    for extra in (["--resume"], []):
+        second = launch(3, *args, "--max-evals", 500, *extra, cwd=repo_root, env=env)
+        code, _, err = finish(second, timeout=60)
+        assert code == 2, err
+        assert f"--output {out} is in use by another search (pid {master} on host" in err
+    os.kill(master, signal.SIGKILL)  # the lock goes with the master
+    assert finish(first, timeout=60)[0] != 0
+    n_before = len(load_results(str(out)))
+    resumed = launch(3, *args, "--max-evals", n_before + 3, "--resume", cwd=repo_root, env=env)
+    code, _, err = finish(resumed)
+    assert code == 0, err
+    df = load_results(str(out))
+    assert df["job_id"].is_unique and (df["status"] == "DONE").sum() >= n_before + 3
+
+
 def test_timeout_ends_the_search_with_status_0(repo_root, tmp_path):
     out = tmp_path / "out"
     # 8 s: a worker's evaluation process takes up to 3 s to start on a slow 2-core machine,

@@ -1,0 +1,71 @@
+"""One search at a time in an output directory.
+
+The master of a search (and the simulator) holds an advisory lock (``flock``) on
+``<output>/search.lock`` for the life of the search. The operating system drops it when the
+process ends, however it ends, so a killed search never leaves a stale lock. The file stays
+and names the last process that held it; only the lock itself counts.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+from types import TracebackType
+
+LOCK_FILE = "search.lock"
+#: Errors of file systems that do not support ``flock`` (a search then runs unlocked).
+UNSUPPORTED = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
+
+log = logging.getLogger(__name__)
+
+
+class OutputInUse(ValueError):
+    """Another running search holds the output directory."""
+
+
+class OutputLock:
+    """Hold ``directory`` (created if needed) until :meth:`release` or process exit.
+
+    Raises :class:`OutputInUse` naming the directory and the process (pid, host) holding it.
+    """
+
+    def __init__(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, LOCK_FILE)
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with open(path) as f:
+                holder = f.read().strip() or "a process that has not named itself yet"
+            self.release()
+            raise OutputInUse(
+                f"--output {directory} is in use by another search ({holder})"
+            ) from None
+        except OSError as err:
+            if err.errno not in UNSUPPORTED:
+                self.release()
+                raise
+            log.warning("%s cannot be locked (%s): nothing keeps a second search out", path, err)
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+
+    def release(self) -> None:
+        """Let another search use the directory (closing the file drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
