@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from hpsearch.checkpoints import CheckpointStore, remove_empty_root
-from hpsearch.evaluation import DONE, FAILED, FINISHED, Job, Outcome, Result
+from hpsearch.evaluation import DONE, FAILED, FINISHED, Job, Outcome, Result, save_traceback
 from hpsearch.evaluators.base import Evaluator
 from hpsearch.problem import takes_trial
 from hpsearch.results import ResultsLog, configs_from_frame
@@ -282,6 +282,7 @@ class Search:
         if not results:
             return
         for r in results:
+            save_traceback(self.log.output_dir, r)
             self.running.pop(r.job.job_id, None)
             r.step_end = self.last_step.pop(r.job.job_id, None)
             r.rung = self.scheduler.rung(r.job.job_id)
