@@ -1,6 +1,7 @@
 """Command lines shared by every search method: ``python -m hpsearch.<method> --problem ...``.
 
-Bad input is reported in one line on stderr with exit status 2, before any evaluation starts.
+Bad input is reported in one line on stderr with exit status 2, before any evaluation starts;
+any other error is a bug and ends with its traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -115,11 +117,24 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
 
 
 def _check_output(path: str, resume: bool) -> None:
+    if not path:
+        raise UsageError("--output is empty: give a directory")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--output {path!r} is a file, not a directory")
     results = os.path.join(path, "results.csv")
     if resume and not os.path.isfile(results):
         raise UsageError(f"--resume: there is no {results} to continue")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--output {path!r} is under {existing!r}, which is a file")
+    try:  # what may be created there (a read-only or virtual file system refuses)
+        os.rmdir(tempfile.mkdtemp(prefix=".hpsearch-", dir=existing))
+    except OSError as err:
+        raise UsageError(
+            f"--output {path!r} cannot be created in {existing!r}: {err.strerror}"
+        ) from None
 
 
 def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -139,10 +154,11 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     if mpi_world_size() > 1:
         return _main_mpi(method, args, prog)
     try:
-        return _run(method, args)
+        problem, search = _prepare(method, args)
     except (UsageError, ProblemLoadError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    return _run(args, problem, search)
 
 
 def _problem_source(spec: str) -> str:
@@ -232,11 +248,10 @@ def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchR
     return problem, search
 
 
-def _run(method: Method, args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, problem: Problem, search: SearchRunner) -> int:
     from hpsearch.evaluators import ProcessEvaluator, SerialEvaluator
     from hpsearch.placement import thread_environment
 
-    problem, search = _prepare(method, args)
     evaluator: Evaluator
     if args.no_isolation:
         assert problem.run is not None

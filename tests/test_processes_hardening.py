@@ -208,3 +208,44 @@ def test_huge_text_metrics_are_cut():
     outcome = interpret({"objective": 1.0, "note": "y" * 100_000, "n": 3})
     assert outcome.status == DONE and outcome.metrics["n"] == 3
     assert len(outcome.metrics["note"]) <= MAX_TEXT and "characters cut" in outcome.metrics["note"]
+
+
+# ---- output paths and errors that are not usage errors ----------------------------------------
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("README.md/out", "--output 'README.md/out' is under "),
+        ("/proc/hpsearch-out", "--output '/proc/hpsearch-out' cannot be created in '/proc'"),
+        ("", "--output is empty"),
+    ],
+)
+def test_unusable_output_paths_exit_2_with_one_line(output, message):
+    code, _, err = finish(start("--problem", "problems.ackley", "--output", output))
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_a_value_error_from_a_bug_during_the_search_is_not_a_usage_error(tmp_path):
+    problem = tmp_path / "buggy.py"
+    problem.write_text(
+        "from hpsearch import Problem\n\n"
+        "STARTED = []\n\n"
+        "class Buggy(Problem):\n"
+        "    @property\n"
+        "    def sign(self):\n"
+        "        if STARTED:\n"
+        "            raise ValueError('a bug in the problem')\n"
+        "        return 1.0\n\n"
+        "problem = Buggy('buggy', direction='minimize')\n"
+        "problem.add_hyperparameter('x', (0.0, 1.0))\n\n"
+        "def run(config):\n"
+        "    STARTED.append(1)\n"
+        "    return config['x']\n"
+    )
+    code, _, err = finish(
+        start("--problem", problem, "--max-evals", 3, "--no-isolation", "--output", tmp_path / "o")
+    )
+    assert code == 1, err
+    assert "Traceback" in err and "ValueError: a bug in the problem" in err
+    assert "error: a bug in the problem" not in err
