@@ -1,7 +1,8 @@
 """Command lines shared by every search method: ``python -m hpsearch.<method> --problem ...``.
 
 Bad input is reported in one line on stderr with exit status 2, before any evaluation starts;
-any other error is a bug and ends with its traceback.
+a worker that cannot import the problem stops the search with one line and exit status 1.
+Any other error is a bug and ends with its traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hpsearch.arguments import (
     positive_float,
     positive_int,
 )
+from hpsearch.evaluators.base import WorkerError
 from hpsearch.methods import Method, get_method, method_names
 from hpsearch.problem import Problem, ProblemLoadError, load_problem
 
@@ -84,7 +86,10 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
     parser.add_argument(
         "--no-isolation",
         action="store_true",
-        help="evaluate in the worker process itself, not in a child process",
+        help="evaluate in the worker process itself, not in a child process; then a crash "
+        "ends the worker (under mpirun, the search), --eval-timeout interrupts Python code "
+        "only, and a stop cannot interrupt a running evaluation: the search (under mpirun, "
+        "its worker ranks) ends only when the evaluation does, however long after --grace",
     )
     parser.add_argument(
         "--log-level",
@@ -158,7 +163,11 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     except (UsageError, ProblemLoadError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    return _run(args, problem, search)
+    try:
+        return _run(args, problem, search)
+    except WorkerError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def _problem_source(spec: str) -> str:
@@ -189,10 +198,13 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
             mpi.release_workers(comm)
             return EXIT_USAGE
         mpi.synchronise_start(comm)
-        with mpi.MPIEvaluator(comm) as evaluator:
+        with mpi.MPIEvaluator(comm, interruptible=not args.no_isolation) as evaluator:
             outcome = search(evaluator)
         report(outcome, args.output, problem.space)
         return 0
+    except WorkerError as err:  # the workers were released on the way out
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
     except BaseException:
         # an unexpected error on the master must not leave the workers waiting forever
         traceback.print_exc()

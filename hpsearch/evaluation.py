@@ -85,6 +85,8 @@ class Outcome:
     checkpoint: str | None = None
     #: The full traceback when the run raised ("" otherwise); :attr:`error` is its last line.
     traceback: str = ""
+    #: Name of the signal that killed the evaluation process ("" when none did).
+    killed_by: str = ""
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from hpsearch import load_results
-from hpsearch.evaluation import DONE, FAILED, MAX_TEXT, Job, evaluate, interpret
+from hpsearch.evaluation import CANCELLED, DONE, FAILED, MAX_TEXT, Job, evaluate, interpret
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBLEMS = os.path.join(ROOT, "tests", "problem_files")
@@ -119,7 +119,138 @@ def spawned(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-# ---- runs that exit ---------------------------------------------------------------------------
+# ---- what an evaluation starts ends with it, and can be signalled ---------------------------
+def test_a_timeout_kills_the_programs_the_evaluation_started(tmp_path, spawned):
+    out = tmp_path / "out"
+    proc = start(
+        "--problem", SPAWNER, "--max-evals", 2, "--workers", 1, "--eval-timeout", 2,
+        "--output", out, env={"HPSEARCH_SPAWNER_DIR": spawned.path, "HPSEARCH_SPAWNER_HANG": "1"},
+    )  # fmt: skip
+    code, _, err = finish(proc, timeout=60)  # a program left running keeps stdout open
+    assert code == 0, err
+    assert list(load_results(str(out))["status"]) == ["TIMEOUT", "TIMEOUT"]
+    programs = spawned.read()
+    assert len(programs) == 2
+    assert not [pid for pid in programs if alive(pid)]
+    for mask in programs.values():  # the evaluation gave them default dispositions
+        assert not ignores(mask, signal.SIGINT) and not ignores(mask, signal.SIGTERM), mask
+
+
+def test_a_stop_kills_the_programs_of_the_evaluations_it_cancels(tmp_path, spawned):
+    out = tmp_path / "out"
+    proc = start(
+        "--problem", SPAWNER, "--max-evals", 10, "--workers", 2, "--grace", 0.2,
+        "--output", out, env={"HPSEARCH_SPAWNER_DIR": spawned.path, "HPSEARCH_SPAWNER_HANG": "1"},
+    )  # fmt: skip
+    wait_until(lambda: len(spawned.read()) == 2)
+    proc.send_signal(signal.SIGTERM)  # to the search alone, as `kill PID` does
+    code, stdout, err = finish(proc, timeout=60)
+    assert code == 0, err
+    assert "stopped by SIGTERM" in stdout
+    assert list(load_results(str(out))["status"]) == ["CANCELLED", "CANCELLED"]
+    assert not [pid for pid in spawned.read() if alive(pid)]
+
+
+@pytest.mark.parametrize("to", ["group", "every process"])
+def test_sigterm_to_the_whole_job_cancels_and_hands_out_nothing_more(tmp_path, to):
+    # `timeout`, `kill -- -PGID` signal the group; a batch system signals every process
+    out = tmp_path / "out"
+    proc = start(
+        "--problem", "problems.ackley", "--max-evals", 20, "--workers", 2, "--grace", 0.2,
+        "--output", out, env={"HPSEARCH_ACKLEY_SLEEP": "6,6"},
+    )  # fmt: skip
+    wait_until(lambda: len(journal(out)) == 2)  # both workers busy for the next 6 s
+    time.sleep(3)  # the evaluations are most likely running (a stop may find them starting)
+    if to == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        everyone = descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        for pid in everyone:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    code, stdout, err = finish(proc, timeout=60)
+    assert code == 0, err
+    assert "stopped by SIGTERM" in stdout
+    df = load_results(str(out))
+    assert journal(out) == [0, 1]  # nothing was handed out after the signal
+    assert sorted(df["job_id"]) == [0, 1]
+    assert list(df["status"]) == ["CANCELLED", "CANCELLED"], df["error"].tolist()
+
+
+@needs_mpirun
+@pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "in-process"])
+def test_programs_started_under_mpirun_do_not_ignore_sigterm(tmp_path, spawned, isolation):
+    out = tmp_path / "out"
+    proc = start(
+        "--problem", SPAWNER, "--max-evals", 2, "--output", out, *isolation, ranks=2,
+        env={"HPSEARCH_SPAWNER_DIR": spawned.path},
+    )  # fmt: skip
+    code, _, err = finish(proc, timeout=120)
+    assert code == 0, err
+    masks = list(spawned.read().values())
+    assert len(masks) == 2
+    for mask in masks:
+        assert not ignores(mask, signal.SIGTERM) and not ignores(mask, signal.SIGINT), mask
+
+
+# ---- a problem that does not import on the workers ------------------------------------------
+def error_lines(err: str) -> list[str]:
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if "error:" in line]
+
+
+def test_a_problem_that_does_not_import_on_the_workers_stops_the_search(tmp_path):
+    out = tmp_path / "out"
+    args = ["--problem", WORKER_IMPORT, "--max-evals", 6, "--workers", 2, "--output", out]
+    t0 = time.monotonic()
+    code, _, err = finish(start(*args, env={"HPSEARCH_WORKER_IMPORT": "fail"}))
+    assert code == 1, err
+    (line,) = error_lines(err)
+    assert line.startswith("hpsearch.rs: error: worker ") and "only_on_the_login_node" in line
+    assert time.monotonic() - t0 < 60
+    assert len(load_results(str(out))) == 0  # nothing recorded as finished
+    handed_out = journal(out)
+    assert handed_out
+
+    code, _, err = finish(start(*args, "--resume"))  # the nodes are fixed
+    assert code == 0, err
+    df = load_results(str(out))
+    assert len(df) == 6 and (df["status"] == DONE).all()
+    assert set(handed_out) <= set(df["job_id"])  # the jobs that never ran were run
+
+
+def test_an_import_that_hangs_on_the_workers_is_bounded_by_the_eval_timeout(tmp_path):
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    proc = start(
+        "--problem", WORKER_IMPORT, "--max-evals", 4, "--workers", 1, "--eval-timeout", 3,
+        "--output", out, env={"HPSEARCH_WORKER_IMPORT": "hang"},
+    )  # fmt: skip
+    code, _, err = finish(proc)
+    assert code == 1, err
+    (line,) = error_lines(err)
+    assert "worker 0: importing the problem took longer than --eval-timeout 3 s" in line
+    assert time.monotonic() - t0 < 45
+    assert len(load_results(str(out))) == 0
+
+
+@needs_mpirun
+@pytest.mark.parametrize("isolation", [[], ["--no-isolation"]], ids=["isolated", "in-process"])
+def test_a_problem_that_does_not_import_on_the_worker_ranks_stops_mpirun(tmp_path, isolation):
+    out = tmp_path / "out"
+    proc = start(
+        "--problem", WORKER_IMPORT, "--max-evals", 20, "--output", out, *isolation, ranks=3,
+        env={"HPSEARCH_WORKER_IMPORT": "fail"},
+    )  # fmt: skip
+    code, _, err = finish(proc, timeout=120)
+    assert code == 1, err
+    (line,) = error_lines(err)
+    assert line.startswith("hpsearch.rs: error: worker ") and "only_on_the_login_node" in line
+    assert len(load_results(str(out))) == 0
+
+
+# ---- runs that exit, and stops without isolation ---------------------------------------------
 def test_a_run_calling_sys_exit_is_a_failed_row_without_isolation(tmp_path):
     out = tmp_path / "out"
     proc = start(
@@ -147,6 +278,35 @@ def test_keyboard_interrupt_in_a_run_is_not_a_failure():
 
     with pytest.raises(KeyboardInterrupt):
         evaluate(run, Job(0, {}))
+
+
+@needs_mpirun
+def test_a_stop_under_mpirun_without_isolation_does_not_wait_for_a_cancel_answer(tmp_path):
+    out = tmp_path / "out"
+    proc = start(
+        "--problem", "problems.ackley", "--max-evals", 20, "--grace", 0.5, "--no-isolation",
+        "--output", out, ranks=3, env={"HPSEARCH_ACKLEY_SLEEP": "5,5"},
+    )  # fmt: skip
+    wait_until(lambda: len(journal(out)) == 2, limit=90)
+    time.sleep(0.5)
+    t_stop = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code, stdout, err = finish(proc, timeout=90)
+    # the grace, then the rest of the running evaluations (5 s at most): no 30 s wait for
+    # workers that cannot answer before their run returns
+    assert time.monotonic() - t_stop < 15
+    assert code == 0, err
+    assert "stopped by SIGTERM" in stdout
+    df = load_results(str(out))
+    assert sorted(df["job_id"]) == [0, 1] and (df["status"] == CANCELLED).all()
+
+
+def test_help_says_what_a_stop_costs_without_isolation():
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpsearch.rs", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    text = " ".join(proc.stdout.split())
+    assert "a stop cannot interrupt a running evaluation" in text
 
 
 # ---- objectives and the size of what a row holds ----------------------------------------------
