@@ -1,6 +1,8 @@
 """Command lines shared by every search method: ``python -m hpsearch.<method> --problem ...``.
 
-Bad input is reported in one line on stderr with exit status 2, before any evaluation starts.
+Bad input is reported in one line on stderr with exit status 2, before any evaluation starts;
+a worker that cannot import the problem stops the search with one line and exit status 1.
+Any other error is a bug and ends with its traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -22,6 +25,7 @@ from hpsearch.arguments import (
     positive_float,
     positive_int,
 )
+from hpsearch.evaluators.base import WorkerError
 from hpsearch.methods import Method, get_method, method_names
 from hpsearch.problem import Problem, ProblemLoadError, load_problem
 
@@ -83,7 +87,10 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
     parser.add_argument(
         "--no-isolation",
         action="store_true",
-        help="evaluate in the worker process itself, not in a child process",
+        help="evaluate in the worker process itself, not in a child process; then a crash "
+        "ends the worker (under mpirun, the search), --eval-timeout interrupts Python code "
+        "only, and a stop cannot interrupt a running evaluation: the search (under mpirun, "
+        "its worker ranks) ends only when the evaluation does, however long after --grace",
     )
     parser.add_argument(
         "--log-level",
@@ -116,11 +123,24 @@ def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentPa
 
 
 def _check_output(path: str, resume: bool) -> None:
+    if not path:
+        raise UsageError("--output is empty: give a directory")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--output {path!r} is a file, not a directory")
     results = os.path.join(path, "results.csv")
     if resume and not os.path.isfile(results):
         raise UsageError(f"--resume: there is no {results} to continue")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--output {path!r} is under {existing!r}, which is a file")
+    try:  # what may be created there (a read-only or virtual file system refuses)
+        os.rmdir(tempfile.mkdtemp(prefix=".hpsearch-", dir=existing))
+    except OSError as err:
+        raise UsageError(
+            f"--output {path!r} cannot be created in {existing!r}: {err.strerror}"
+        ) from None
 
 
 def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -140,10 +160,15 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     if mpi_world_size() > 1:
         return _main_mpi(method, args, prog)
     try:
-        return _run(method, args)
+        problem, search = _prepare(method, args)
     except (UsageError, ProblemLoadError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return _run(args, problem, search)
+    except WorkerError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def _problem_source(spec: str) -> str:
@@ -174,10 +199,13 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
             mpi.release_workers(comm)
             return EXIT_USAGE
         mpi.synchronise_start(comm)
-        with mpi.MPIEvaluator(comm) as evaluator:
+        with mpi.MPIEvaluator(comm, interruptible=not args.no_isolation) as evaluator:
             outcome = search(evaluator)
         report(outcome, args.output, problem.space)
         return 0
+    except WorkerError as err:  # the workers were released on the way out
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
     except BaseException:
         # an unexpected error on the master must not leave the workers waiting forever
         traceback.print_exc()
@@ -250,11 +278,10 @@ def _restore(
     return search
 
 
-def _run(method: Method, args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, problem: Problem, search: SearchRunner) -> int:
     from hpsearch.evaluators import ProcessEvaluator, SerialEvaluator
     from hpsearch.placement import thread_environment
 
-    problem, search = _prepare(method, args)
     evaluator: Evaluator
     if args.no_isolation:
         assert problem.run is not None

@@ -23,7 +23,16 @@ from typing import Any, TextIO
 import pandas as pd
 
 from hpsearch.checkpoints import CheckpointStore, remove_empty_root
-from hpsearch.evaluation import DONE, FAILED, FINISHED, Job, Outcome, Result
+from hpsearch.evaluation import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINISHED,
+    Job,
+    Outcome,
+    Result,
+    save_traceback,
+)
 from hpsearch.evaluators.base import Evaluator
 from hpsearch.problem import takes_trial
 from hpsearch.results import ResultsLog, configs_from_frame, stopped_mask
@@ -38,6 +47,9 @@ log = logging.getLogger(__name__)
 MAX_WAIT = 0.5
 #: How often the loop looks for results while free workers wait for a suggestion.
 IDLE_POLL = 0.002
+#: Signals that stop the search; an evaluation process they killed once it did was killed
+#: by the stop (a batch system signals every process of the job), not by its run.
+STOP_SIGNALS = ("SIGTERM", "SIGINT")
 
 
 def _fraction(part: float, whole: float) -> float:
@@ -120,7 +132,7 @@ def stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
         flag["signal"] = signal.Signals(signum).name
         flag["n"] = flag.get("n", 0) + 1
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, handler) for s in [signal.Signals[n] for n in STOP_SIGNALS]}
     try:
         yield
     finally:
@@ -175,6 +187,7 @@ class Search:
         self.best_is_final = False
         self.running: dict[int, Job] = {}  # job id -> job, handed out and not yet returned
         self.unstartable: list[Result] = []  # jobs that could not start, to record
+        self.signals: dict[str, Any] = {}  # the stop signal received, and how many
         self._max_wait = MAX_WAIT  # longest one wait blocks (set by run() for the evaluator)
         self.last_step: dict[int, object] = {}  # job id -> last valid step it reported
         if len(previous) or self.rerun:
@@ -254,7 +267,7 @@ class Search:
         recorded on the next turn of the loop.
         """
         n_free = min(self.evaluator.n_free, self._unplanned() + len(self.rerun))
-        if n_free <= 0 or self.stopping:
+        if n_free <= 0 or self.stopping or self.signals:
             return
         jobs = [self.rerun.pop(0) for _ in range(min(n_free, len(self.rerun)))]
         jobs += [self._job(plan) for plan in self.scheduler.take(n_free - len(jobs))]
@@ -313,6 +326,8 @@ class Search:
         if not results:
             return
         for r in results:
+            self._cancelled_by_stop(r)
+            save_traceback(self.log.output_dir, r)
             self.running.pop(r.job.job_id, None)
             r.step_end = self.last_step.pop(r.job.job_id, None)
             r.rung = self.scheduler.rung(r.job.job_id)
@@ -341,9 +356,17 @@ class Search:
             if r.status != DONE:
                 log.info("job %d %s: %s", r.job.job_id, r.status, r.outcome.error)
 
+    def _cancelled_by_stop(self, result: Result) -> None:
+        """A job whose process a stop signal killed was cancelled by the stop: CANCELLED (run
+        again on resume), not FAILED."""
+        outcome = result.outcome
+        if self.signals and outcome.status == FAILED and outcome.killed_by in STOP_SIGNALS:
+            outcome.status = CANCELLED
+            outcome.error = f"{outcome.error} when the search stopped"
+
     def run(self) -> SearchOutcome:
         """Run to a stopping rule; always leaves every started evaluation in the log."""
-        flag: dict[str, Any] = {}
+        flag = self.signals
         clock = self.evaluator.now
         t_start = clock()
         background = not self.evaluator.virtual

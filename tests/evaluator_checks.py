@@ -217,7 +217,7 @@ EXPECTED_FAILURES = {
     "raise": (FAILED, "RuntimeError: deliberate failure"),
     "nan": (FAILED, "non-finite objective nan"),
     "inf": (FAILED, "non-finite objective inf"),
-    "bad": (FAILED, "non-numeric objective 'not a number'"),
+    "bad": (FAILED, "objective of type str, not a real number: 'not a number'"),
     "hang": (TIMEOUT, f"exceeded --eval-timeout {EVAL_TIMEOUT:g} s"),
 }
 

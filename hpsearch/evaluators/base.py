@@ -8,6 +8,12 @@ from collections.abc import Callable, Collection
 from hpsearch.evaluation import Job, Result
 from hpsearch.trial import Report
 
+
+class WorkerError(RuntimeError):
+    """A worker cannot evaluate anything (the problem does not import there): every job sent
+    to it would fail the same way, so the search stops. The message names the worker."""
+
+
 #: Takes the reports that arrived (in the order each job made them) and returns the ids of
 #: the jobs the search asks to stop.
 ReportHandler = Callable[[list[Report]], Collection[int]]
@@ -59,6 +65,8 @@ class Evaluator:
         """Block until at least one job finishes or ``timeout`` seconds pass; return what finished.
 
         Must not spin: waiting costs no CPU, as workers may share cores with the master.
+        Raises :class:`WorkerError` once a worker turned out unable to evaluate and no
+        finished job is left to return; that worker's job has no result.
         """
         raise NotImplementedError
 

@@ -7,7 +7,9 @@ only a process started by an MPI launcher imports it. Messages are small pickled
   job id: the search asks that trial to stop), ``TAG_CANCEL`` (kill the running evaluation and
   report it), ``TAG_STOP`` (leave the serve loop);
 - worker -> master: ``TAG_REPORT`` (a list of :class:`~hpsearch.trial.Report` of the running
-  job), ``TAG_RESULT`` (``(job_id, Outcome, host)``), exactly one per job, after its reports.
+  job), ``TAG_RESULT`` (``(job_id, Outcome, host)``), exactly one per job, after its reports,
+  or instead ``TAG_UNABLE`` (``(job_id, reason, host)``: this worker cannot import the
+  problem, so the job did not run and the search stops).
 
 The master probes for any tag, so it receives each worker's messages in the order sent.
 
@@ -31,13 +33,14 @@ mpi4py.rc.recv_mprobe = False  # matched probes hang on some fabrics
 from mpi4py import MPI  # noqa: E402  (after the rc setting)
 
 from hpsearch.evaluation import CANCELLED, HOST, Job, Outcome, Result  # noqa: E402
-from hpsearch.evaluators.base import Evaluator  # noqa: E402
+from hpsearch.evaluators.base import Evaluator, WorkerError  # noqa: E402
 from hpsearch.evaluators.isolation import IsolatedRunner  # noqa: E402
 from hpsearch.evaluators.serial import SerialEvaluator  # noqa: E402
 from hpsearch.placement import thread_environment, worker_environment  # noqa: E402
 from hpsearch.trial import Report  # noqa: E402
 
 TAG_JOB, TAG_RESULT, TAG_CANCEL, TAG_STOP, TAG_REPORT, TAG_STOP_TRIAL = 11, 12, 13, 14, 15, 16
+TAG_UNABLE = 17
 MASTER = 0
 #: Polling back-off: first sleep and longest sleep between two polls, in seconds.
 MIN_POLL, MAX_POLL = 1e-4, 2e-3
@@ -98,16 +101,23 @@ class MPIEvaluator(Evaluator):
     """Evaluate on every rank but 0, each worker getting a new job as soon as it reports.
 
     Call from rank 0 after :func:`synchronise_start`; :meth:`shutdown` releases the workers.
+    ``interruptible=False`` says the workers evaluate in their own process
+    (``--no-isolation``): they cannot answer a cancel before their run returns, so
+    :meth:`cancel_all` does not wait for them.
     """
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, interruptible: bool = True) -> None:
         if comm.size < 2:
             raise ValueError("the MPI evaluator needs at least 2 ranks (a master and a worker)")
         self.comm = comm
         self.n_workers = comm.size - 1
+        self.interruptible = interruptible
         self.jobs: dict[int, Job] = {}
         self.idle: deque[int] = deque(range(1, comm.size))
         self.reported_at: dict[int, float] = {}
+        #: Workers that could not import the problem, with the job they did not run.
+        self.unable: dict[int, Job] = {}
+        self.failure: WorkerError | None = None
         self._stopped = False
 
     def running(self) -> list[Job]:
@@ -115,7 +125,7 @@ class MPIEvaluator(Evaluator):
 
     @property
     def n_busy(self) -> int:
-        return len(self.jobs)
+        return len(self.jobs) + len(self.unable)  # a worker that is unable takes no job
 
     def submit(self, job: Job) -> None:
         if not self.idle:
@@ -139,6 +149,11 @@ class MPIEvaluator(Evaluator):
             if tag == TAG_REPORT:
                 reports += message
                 continue
+            if tag == TAG_UNABLE:
+                job_id, reason, host = message
+                self.unable[rank] = self.jobs.pop(rank)
+                self.failure = self.failure or WorkerError(f"worker {rank} ({host}): {reason}")
+                continue
             job_id, outcome, host = message
             self.reported_at[rank] = time.time()
             job = self.jobs.pop(rank)
@@ -153,6 +168,12 @@ class MPIEvaluator(Evaluator):
         return results, len(reports)
 
     def wait(self, timeout: float | None = None) -> list[Result]:
+        results = self._wait(timeout)
+        if not results and self.failure is not None:
+            raise self.failure
+        return results
+
+    def _wait(self, timeout: float | None) -> list[Result]:
         end = math.inf if timeout is None else time.time() + timeout
         backoff = _Backoff()
         while True:
@@ -166,18 +187,22 @@ class MPIEvaluator(Evaluator):
 
     def cancel_all(self) -> list[Result]:
         """Ask busy workers to kill their evaluations; each reports once (a result that was
-        already on its way, or CANCELLED)."""
+        already on its way, or CANCELLED). Workers that evaluate in their own process cannot
+        answer before their run returns: what has arrived is taken, the rest is CANCELLED at
+        once."""
         for rank in self.jobs:
             self.comm.send(None, dest=rank, tag=TAG_CANCEL)
         results: list[Result] = []
-        end = time.time() + CANCEL_WAIT
+        end = time.time() + (CANCEL_WAIT if self.interruptible else 0.0)
+        results += self._wait(timeout=0.0)
         while self.jobs and time.time() < end:
-            results += self.wait(timeout=end - time.time())
+            results += self._wait(timeout=end - time.time())
         now = time.time()
+        why = "worker did not answer the cancel"
+        if not self.interruptible:
+            why = "cancelled when the search stopped (the worker finishes the run on its own)"
         for rank, job in list(self.jobs.items()):  # a worker that never answered
-            outcome = Outcome(
-                CANCELLED, error="worker did not answer the cancel", t_start=now, t_end=now
-            )
+            outcome = Outcome(CANCELLED, error=why, t_start=now, t_end=now)
             results.append(Result(job, outcome, worker=rank, host=""))
         self.jobs.clear()
         return results
@@ -253,12 +278,15 @@ def serve(
     """Worker rank: evaluate the jobs the master sends until it says stop.
 
     Evaluations run in a child process (``isolation``) that imports problem ``source`` once;
-    a crash or timeout there is reported and a fresh child takes the next job. The rank
-    ignores SIGINT/SIGTERM: a launcher forwards them to every rank, and it is the master
+    a crash or timeout there is reported and a fresh child takes the next job. A worker that
+    cannot import the problem says so to the master instead of running the job. The rank
+    lets SIGINT/SIGTERM pass: a launcher forwards them to every rank, and it is the master
     that decides how the search ends.
     """
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+        # a handler, not SIG_IGN: an ignored signal would stay ignored in every program the
+        # evaluation starts (dispositions survive exec, handlers do not)
+        signal.signal(sig, _left_to_the_master)
     index, workers_here = synchronise_start(comm)
     threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers_here)
     environ = {**worker_environment(index, gpus_per_node, None), **thread_environment(threads)}
@@ -275,18 +303,28 @@ def serve(
             if tag != TAG_JOB:
                 continue  # a cancel or stop that crossed our last result: nothing is running
             stop = False
-            if runner is not None:
-                outcome, stop = _evaluate_isolated(comm, runner, job)
-            else:
-                local = local or _in_process_evaluator(comm, source, eval_timeout)
-                local.submit(job)
-                outcome = local.wait()[0].outcome
+            try:
+                if runner is not None:
+                    outcome, stop = _evaluate_isolated(comm, runner, job)
+                else:
+                    local = local or _in_process_evaluator(comm, source, eval_timeout)
+                    local.submit(job)
+                    outcome = local.wait()[0].outcome
+            except WorkerError as err:
+                if runner is not None:
+                    runner.cancel()
+                comm.send((job.job_id, str(err), HOST), dest=MASTER, tag=TAG_UNABLE)
+                continue
             comm.send((job.job_id, outcome, HOST), dest=MASTER, tag=TAG_RESULT)
             if stop:
                 return
     finally:
         if runner is not None:
             runner.close()
+
+
+def _left_to_the_master(signum: int, frame: Any) -> None:
+    """SIGINT/SIGTERM on a worker rank: nothing to do, the master stops the search."""
 
 
 def _forward_reports(comm: Any) -> Any:
@@ -306,17 +344,13 @@ def _forward_reports(comm: Any) -> Any:
 
 def _in_process_evaluator(comm: Any, source: str, eval_timeout: float | None) -> SerialEvaluator:
     """An evaluator running the problem in this rank (``--no-isolation``), its reports sent to
-    the master; if the problem cannot load here, every job fails with the reason."""
-    from hpsearch.problem import load_problem
+    the master; raises WorkerError when the problem does not import here."""
+    from hpsearch.problem import ProblemLoadError, load_problem
 
     try:
         run = load_problem(source).run
-    except Exception as err:
-        message = f"problem {source!r} failed to load in the worker: {err}"
-
-        def run(config: dict) -> Any:
-            raise RuntimeError(message)
-
+    except (ProblemLoadError, SystemExit) as err:
+        raise WorkerError(f"the problem does not import: {err}") from err
     assert run is not None
     evaluator = SerialEvaluator(run, eval_timeout)
     evaluator.report_handler = _forward_reports(comm)

@@ -7,7 +7,7 @@ import time
 from multiprocessing.connection import wait as wait_for
 
 from hpsearch.evaluation import CANCELLED, HOST, Job, Outcome, Result
-from hpsearch.evaluators.base import Evaluator
+from hpsearch.evaluators.base import Evaluator, WorkerError
 from hpsearch.evaluators.isolation import IsolatedRunner
 
 
@@ -16,7 +16,8 @@ class ProcessEvaluator(Evaluator):
 
     A run that crashes its process or exceeds ``eval_timeout`` seconds gives a FAILED or
     TIMEOUT result; its slot gets a fresh process. ``env`` is set in every child before the
-    problem is imported (thread counts, GPU binding).
+    problem is imported (thread counts, GPU binding). A child that cannot import the problem
+    makes :meth:`wait` raise :class:`~hpsearch.evaluators.base.WorkerError`.
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class ProcessEvaluator(Evaluator):
         self.n_workers = n_workers
         self.runners = [IsolatedRunner(source, eval_timeout, env) for _ in range(n_workers)]
         self.reported_at = [math.nan] * n_workers
+        self.failure: WorkerError | None = None
 
     def running(self) -> list[Job]:
         return [r.job for r in self.runners if r.job is not None]
@@ -48,6 +50,8 @@ class ProcessEvaluator(Evaluator):
         end = math.inf if timeout is None else time.time() + timeout
         while True:
             results = self._collect()
+            if not results and self.failure is not None:
+                raise self.failure
             busy = [r for r in self.runners if r.busy]
             if results or not busy:
                 return results
@@ -64,7 +68,11 @@ class ProcessEvaluator(Evaluator):
             job = runner.job
             if job is None:
                 continue
-            outcome = runner.collect()
+            try:
+                outcome = runner.collect()
+            except WorkerError as err:
+                self.failure = self.failure or WorkerError(f"worker {slot}: {err}")
+                continue
             stops = self.handle_reports(runner.take_reports())
             if outcome is not None:
                 self.reported_at[slot] = time.time()

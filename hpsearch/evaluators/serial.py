@@ -8,14 +8,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hpsearch.evaluation import CANCELLED, HOST, TIMEOUT, Job, Outcome, Result, evaluate
+from hpsearch.evaluation import (
+    CANCELLED,
+    HOST,
+    TIMEOUT,
+    EvaluationInterrupted,
+    Job,
+    Outcome,
+    Result,
+    evaluate,
+)
 from hpsearch.evaluators.base import Evaluator
 from hpsearch.problem import RunFunction
 from hpsearch.trial import Report
 
 
-class _EvalTimeout(BaseException):
-    """Raised inside a run function by the timer; BaseException so ``except Exception`` in
+class _EvalTimeout(EvaluationInterrupted):
+    """Raised inside a run function by the timer; a BaseException so ``except Exception`` in
     user code does not swallow it."""
 
 
