@@ -9,7 +9,7 @@ TIMEOUT := timeout --signal=KILL
 MPI_TEST_TIMEOUT ?= 90
 PY_PATHS := $(wildcard hpsearch problems scripts tests)
 
-.PHONY: venv lint format test test-serial test-mpi demo bench clean
+.PHONY: venv lint format test test-serial test-mpi test-slurm demo bench clean
 
 venv: $(STAMP)
 
@@ -31,7 +31,7 @@ format: venv
 test: lint test-serial test-mpi
 
 test-serial: venv
-	$(BIN)/python -m pytest tests --ignore=tests/mpi
+	$(BIN)/python -m pytest tests --ignore=tests/mpi -m "not slurm"
 
 test-mpi: venv
 	@if [ -d tests/mpi ]; then \
@@ -41,6 +41,22 @@ test-mpi: venv
 	      $(BIN)/mpirun -n $$n $(BIN)/python -m pytest --with-mpi -p no:cacheprovider tests/mpi -q || exit 1; \
 	  done; \
 	fi
+
+# jobs/slurm_srun.sh under a real one-node Slurm that the test starts and stops itself
+# (about 2 minutes). Installs Slurm and munge first when they are missing and this is root
+# with apt-get; otherwise the test is skipped, saying why. SIGINT on timeout lets the test
+# stop the daemons it started.
+SBIN_PATH := $(PATH):/usr/sbin:/sbin
+test-slurm: venv
+	@if ! PATH="$(SBIN_PATH)" command -v slurmctld >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "== installing Slurm and munge (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	  else \
+	    echo "== Slurm is not installed and cannot be installed here (needs root and apt-get)"; \
+	  fi; \
+	fi
+	timeout --signal=INT --kill-after=60 600 $(BIN)/python -m pytest -m slurm -p no:cacheprovider tests/test_slurm.py
 
 # The main job, small: a master and three workers searching the digits MLP with AMBS.
 demo: venv

@@ -149,7 +149,7 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     Under an MPI launcher with more than one rank, rank 0 runs the search and the other
     ranks serve as workers; otherwise evaluations run in a local process pool.
     """
-    from hpsearch.placement import mpi_world_size
+    from hpsearch.launcher import world_size
 
     method = get_method(method_name)
     prog = prog or f"hpsearch.{method.name}"
@@ -157,7 +157,7 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if mpi_world_size() > 1:
+    if world_size(prog) > 1:
         return _main_mpi(method, args, prog)
     try:
         problem, search = _prepare(method, args)

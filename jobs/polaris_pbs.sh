@@ -15,9 +15,11 @@
 # you prefer strictly one worker per GPU (the master then shares the first node's cores).
 #
 # Edit: the #PBS lines (nodes in select=, walltime, queue -q, project -A, filesystems),
-# WALLTIME below (same as walltime=), PROBLEM, OUTPUT, MAX_EVALS, HPSEARCH_ENV.
+# PROBLEM, OUTPUT, MAX_EVALS, HPSEARCH_ENV (how to activate the Python environment on the
+# compute nodes: qsub does not pass on the submitting shell's environment). --timeout is
+# the time left (from qstat -f) minus MARGIN_S.
 #
-# Submit from the repository (or the directory holding your problem module):
+# Submit from any directory (relative PROBLEM and OUTPUT paths start from there):
 #   qsub jobs/polaris_pbs.sh
 # The same script serves every later allocation: when OUTPUT/results.csv exists it adds
 # --resume. Chain the next allocation to start after this one ends, however it ends:
@@ -29,7 +31,8 @@ METHOD=${METHOD:-ambs}                  # ambs (Bayesian) or rs (random search)
 PROBLEM=${PROBLEM:-problems.digits}     # module name or path/to/problem.py
 OUTPUT=${OUTPUT:-runs/polaris}
 MAX_EVALS=${MAX_EVALS:-2000}            # in total, across allocations
-WALLTIME=${WALLTIME:-01:00:00}          # keep equal to walltime= above
+GRACE=${GRACE:-120}                     # --grace: seconds running evaluations may finish in
+WALLTIME=${WALLTIME:-01:00:00}          # used only when qstat cannot tell the time left
 GPUS_PER_NODE=4
 PPN=${PPN:-5}
 DEPTH=${DEPTH:-6}
@@ -38,13 +41,23 @@ NODES=$(sort -u "${PBS_NODEFILE:-/dev/null}" | wc -l)
 NRANKS=${NRANKS:-$((NODES * PPN))}
 # HPSEARCH_ENV="module load conda; conda activate base"   # or a venv on a shared FS
 
-MARGIN_S=${MARGIN_S:-300}              # --timeout = WALLTIME - MARGIN_S
-export WALLTIME MARGIN_S OUTPUT
+# Find hpsearch wherever the job was submitted from: HPSEARCH_ENV activates its environment;
+# HPSEARCH_HOME is its checkout, by default the one Python imports hpsearch from, else the
+# current directory.
+[ -z "${HPSEARCH_ENV:-}" ] || eval "$HPSEARCH_ENV"
+: "${HPSEARCH_HOME:=$(python -c 'import hpsearch, os; print(os.path.dirname(os.path.dirname(hpsearch.__file__)))' 2>/dev/null || pwd)}"
+if [ ! -f "$HPSEARCH_HOME/scripts/launch_env.sh" ]; then
+    echo "hpsearch: no scripts/launch_env.sh in $HPSEARCH_HOME: set HPSEARCH_HOME to the" \
+        "hpsearch checkout or HPSEARCH_ENV to the command activating its environment" >&2
+    exit 2
+fi
+MARGIN_S=${MARGIN_S:-300}              # --timeout = time left - MARGIN_S
+export WALLTIME MARGIN_S OUTPUT HPSEARCH_HOME
 # shellcheck source=scripts/launch_env.sh
-. scripts/launch_env.sh
+. "$HPSEARCH_HOME/scripts/launch_env.sh"
 
 args=(--problem "$PROBLEM" --output "$OUTPUT" --max-evals "$MAX_EVALS"
-      --timeout "$SEARCH_TIMEOUT" --grace 120 --gpus-per-node "$GPUS_PER_NODE"
+      --timeout "$SEARCH_TIMEOUT" --grace "$GRACE" --gpus-per-node "$GPUS_PER_NODE"
       --threads-per-worker "$DEPTH" --log-level INFO)
 [ -n "$RESUME_FLAG" ] && args+=("$RESUME_FLAG")
 
