@@ -51,7 +51,8 @@ test-slurm: venv
 	@if ! PATH="$(SBIN_PATH)" command -v slurmctld >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "== installing Slurm and munge (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
+	      || echo "== apt-get could not install Slurm: the test is skipped"; \
 	  else \
 	    echo "== Slurm is not installed and cannot be installed here (needs root and apt-get)"; \
 	  fi; \
