@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpsearch.problem import load_problem
-from hpsearch.results import configs_from_frame, load_results, load_steps, valid_reports
+from hpsearch.results import (
+    configs_from_frame,
+    load_results,
+    load_steps,
+    stopped_mask,
+    valid_reports,
+)
 from hpsearch.search_record import read_search
 from hpsearch.space import Config, Space
 
@@ -35,13 +41,13 @@ class Recording:
 
 @functools.cache
 def recording(directory: str) -> Recording:
-    """The trials of the search in ``directory`` that reported at least one step."""
+    """The trials of the search in ``directory`` that trained to their end and reported."""
     record = read_search(directory)
     if record is None:
         raise ValueError(f"{directory}: no search.json, not a search directory")
     space = load_problem(record["problem"]["source"]).space
     df = load_results(directory)
-    done = df[df["status"] == "DONE"]
+    done = df[(df["status"] == "DONE") & ~stopped_mask(df)]
     steps = valid_reports(load_steps(directory))
     by_job = {
         int(job_id): dict(
