@@ -237,7 +237,7 @@ def _restore(
     """Restore the search state in ``args.output``: a function running the search on an
     evaluator, which releases ``lock`` when it ends."""
     from hpsearch.loop import Progress, Search
-    from hpsearch.results import ResultsLog
+    from hpsearch.results import ResultsExist, ResultsLog
     from hpsearch.search_record import (
         SearchMismatch,
         resume_record,
@@ -252,7 +252,12 @@ def _restore(
         except SearchMismatch as err:
             raise UsageError(f"--resume: {err}") from None
     optimizer = method.build(problem, args)
-    results_log = ResultsLog(args.output, problem.space, resume=args.resume)
+    try:
+        results_log = ResultsLog(args.output, problem.space, resume=args.resume)
+    except ResultsExist as err:
+        raise UsageError(
+            f"{err.path} exists: pass --resume to continue it or choose another --output"
+        ) from None
     # written once results.csv is known to be this search's, never over another's record
     write_search(args.output, record)
     rerun = results_log.unfinished_jobs()
