@@ -274,7 +274,7 @@ class ResultsLog:
             self._check_header(header, head, ["error"])
             self.previous = load_results(self.path, space)
         self._finished = self._read_finished()
-        self.journal_file = Journal(self.submitted_path, space, resume)
+        self.journal_file = Journal(self.submitted_path, space, resume, fsync)
         if self.journal_file.missing and exists:
             log.warning(
                 "%s is missing: jobs that were running when the search stopped are not known "

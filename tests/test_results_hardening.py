@@ -4,6 +4,7 @@ searches aimed at one directory, and empty or damaged files, and resumes from th
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -432,3 +433,35 @@ def test_a_damaged_results_file_is_reported_with_its_name(tmp_path, capsys, name
     assert message in error, error
     after = {n: (out / n).read_bytes() for n in os.listdir(out) if n in before}
     assert after == before
+
+
+JOURNAL_TWICE = """
+import sys
+from hpsearch import Problem
+from hpsearch.evaluation import Job
+from hpsearch.results import ResultsLog
+
+problem = Problem("p")
+problem.add_hyperparameter("x", (0.0, 1.0))
+log = ResultsLog(sys.argv[1], problem.space, fsync=sys.argv[2] == "fsync")
+log.journal([Job(i, {"x": 0.5}) for i in range(3)])  # two hand-outs
+log.journal([Job(3, {"x": 0.25})])
+log.close()
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+@pytest.mark.parametrize(("flag", "expected"), [("fsync", 2), ("no-fsync", 0)])
+def test_the_journal_reaches_the_disk_once_a_hand_out_when_rows_do(tmp_path, flag, expected):
+    trace = tmp_path / "trace"
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", JOURNAL_TWICE, str(out), flag]
+    subprocess.run(
+        ["strace", "-f", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace), *command],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
+    calls = [ln for ln in trace.read_text().splitlines() if "submitted.jsonl>" in ln]
+    assert len(calls) == expected, calls
+    assert len((out / "submitted.jsonl").read_text().splitlines()) == 4
