@@ -8,7 +8,8 @@ is lost, can be resumed with the jobs that were running when it died.
 
 Reading it back checks every line: one that is not a job of the search's space is an error
 naming its line number. A last line cut short by a kill is dropped with a warning; its job
-was never handed out, and its id is never handed out again either.
+was never handed out, and its id, where the cut left it whole, is never handed out again
+either.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ SUBMITTED_FILE = "submitted.jsonl"
 JOB_FIELDS = ("member", "parent", "step", "max_steps")
 #: Fields that may be null (the others are non-negative integers).
 NULLABLE_FIELDS = ("member", "parent", "max_steps")
-CUT_JOB_ID = re.compile(rb'"job_id"\s*:\s*(\d+)')
+#: The id of a line cut short, where its number is whole (followed by a comma or brace).
+CUT_JOB_ID = re.compile(rb'"job_id"\s*:\s*(\d+)\s*[,}]')
 
 _JOB_DEFAULTS = {k: Job.__dataclass_fields__[k].default for k in JOB_FIELDS}
 

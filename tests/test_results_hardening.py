@@ -465,3 +465,22 @@ def test_the_journal_reaches_the_disk_once_a_hand_out_when_rows_do(tmp_path, fla
     calls = [ln for ln in trace.read_text().splitlines() if "submitted.jsonl>" in ln]
     assert len(calls) == expected, calls
     assert len((out / "submitted.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("cut", "named", "next_id"),
+    [('{"job_id": 12', None, 3), ('{"job_id": 12 ', None, 3), ('{"job_id": 12 , "con', 12, 13)],
+)
+def test_a_cut_journal_line_names_only_a_whole_job_id(tmp_path, caplog, cut, named, next_id):
+    space = space_of(("x", (0.0, 1.0))).space
+    log = ResultsLog(str(tmp_path), space)
+    log.journal([Job(i, {"x": 0.1 * i}) for i in range(3)])
+    log.close()
+    with open(tmp_path / "submitted.jsonl", "a") as f:
+        f.write(cut)  # killed while journalling a job whose id may have had more digits
+    with caplog.at_level(logging.WARNING):
+        resumed = ResultsLog(str(tmp_path), space, resume=True)
+    resumed.close()
+    assert resumed.next_job_id == next_id
+    assert "dropping its last line, cut short" in caplog.text
+    assert ("job 12" in caplog.text) == (named is not None)
