@@ -484,3 +484,62 @@ def test_a_cut_journal_line_names_only_a_whole_job_id(tmp_path, caplog, cut, nam
     assert resumed.next_job_id == next_id
     assert "dropping its last line, cut short" in caplog.text
     assert ("job 12" in caplog.text) == (named is not None)
+
+
+@pytest.mark.parametrize("command", ["rs", "simulate"])
+def test_a_lock_file_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    (out / "search.lock").mkdir(parents=True)  # not a file: opening it fails, even for root
+    problem_file = write_problem(tmp_path / "slow.py", SLOW_PROBLEM)
+    argv = ["--problem", problem_file, "--output", str(out), "--max-evals", "1"]
+    if command == "rs":
+        assert main("rs", [*argv, "--no-isolation"]) == 2
+    else:
+        assert simulate_main(["rs", *argv, "--workers", "1", "--duration", "fixed:1"]) == 2
+    line = only_line(capsys.readouterr().err)
+    assert f"error: --output {out} cannot be locked: Is a directory" in line, line
+    assert os.listdir(out) == ["search.lock"]
+
+
+REPLACER = """
+import fcntl, os, sys, time
+
+path, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+held = None
+while time.monotonic() < end:
+    fd = os.open(path + ".new", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"the replacer")
+    os.replace(path + ".new", path)  # the file at path is locked at every moment
+    if held is not None:
+        os.close(held)  # the file replaced is unlocked, and at no path
+    held = fd
+"""
+
+
+def test_a_lock_file_replaced_while_it_is_locked_lets_no_second_search_in(tmp_path):
+    from hpsearch.output_lock import OutputInUse, OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    replacer = subprocess.Popen(
+        [sys.executable, "-c", REPLACER, str(out / "search.lock"), "4"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        while not (out / "search.lock").exists():
+            time.sleep(0.01)
+        refused = 0
+        while replacer.poll() is None:
+            try:
+                lock = OutputLock(str(out))
+            except OutputInUse:
+                refused += 1
+                continue
+            lock.release()
+            if replacer.poll() is None:  # the file at the path was locked all along
+                pytest.fail(f"locked a file no longer at its path (after {refused} refusals)")
+    finally:
+        replacer.kill()
+        replacer.wait()
+    assert refused > 100
