@@ -160,15 +160,16 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     if world_size(prog) > 1:
         return _main_mpi(method, args, prog)
     try:
-        problem, search = _prepare(method, args)
+        problem, lock, search = _prepare(method, args)
     except (UsageError, ProblemLoadError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return _run(args, problem, search)
-    except WorkerError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 1
+    with lock:  # until best.json is written, whatever happens
+        try:
+            return _run(args, problem, search)
+        except WorkerError as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return 1
 
 
 def _problem_source(spec: str) -> str:
@@ -192,16 +193,17 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
         return 0
     try:
         try:
-            problem, search = _prepare(method, args)
+            problem, lock, search = _prepare(method, args)
         except (UsageError, ProblemLoadError, ValueError) as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
             mpi.synchronise_start(comm)
             mpi.release_workers(comm)
             return EXIT_USAGE
-        mpi.synchronise_start(comm)
-        with mpi.MPIEvaluator(comm, interruptible=not args.no_isolation) as evaluator:
-            outcome = search(evaluator)
-        report(outcome, args.output, problem.space)
+        with lock:  # until the workers are released and best.json is written
+            mpi.synchronise_start(comm)
+            with mpi.MPIEvaluator(comm, interruptible=not args.no_isolation) as evaluator:
+                outcome = search(evaluator)
+            report(outcome, args.output, problem.space)
         return 0
     except WorkerError as err:  # the workers were released on the way out
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -214,30 +216,28 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
         raise
 
 
-def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, SearchRunner]:
-    """Check the input and restore the search state; return the problem and a function
-    running the search on an evaluator. Raises UsageError, ProblemLoadError or ValueError
-    on bad input, before any evaluation starts. The output directory stays locked until the
-    search ends."""
+def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, OutputLock, SearchRunner]:
+    """Check the input and restore the search state; return the problem, the lock held on
+    the output directory (the caller releases it once the search has written its last file)
+    and a function running the search on an evaluator. Raises UsageError, ProblemLoadError
+    or ValueError on bad input, before any evaluation starts, and then holds no lock."""
     from hpsearch.output_lock import OutputLock
 
     _check_output(args.output, args.resume)
     problem = load_problem(args.problem)
     lock = OutputLock(args.output)  # before anything in the directory is read or written
     try:
-        return problem, _restore(method, args, problem, lock)
+        return problem, lock, _restore(method, args, problem)
     except BaseException:
         lock.release()
         raise
 
 
-def _restore(
-    method: Method, args: argparse.Namespace, problem: Problem, lock: OutputLock
-) -> SearchRunner:
+def _restore(method: Method, args: argparse.Namespace, problem: Problem) -> SearchRunner:
     """Restore the search state in ``args.output``: a function running the search on an
-    evaluator, which releases ``lock`` when it ends."""
+    evaluator."""
     from hpsearch.loop import Progress, Search
-    from hpsearch.results import ResultsLog
+    from hpsearch.results import ResultsExist, ResultsLog
     from hpsearch.search_record import (
         SearchMismatch,
         resume_record,
@@ -252,7 +252,12 @@ def _restore(
         except SearchMismatch as err:
             raise UsageError(f"--resume: {err}") from None
     optimizer = method.build(problem, args)
-    results_log = ResultsLog(args.output, problem.space, resume=args.resume)
+    try:
+        results_log = ResultsLog(args.output, problem.space, resume=args.resume)
+    except ResultsExist as err:
+        raise UsageError(
+            f"{err.path} exists: pass --resume to continue it or choose another --output"
+        ) from None
     # written once results.csv is known to be this search's, never over another's record
     write_search(args.output, record)
     rerun = results_log.unfinished_jobs()
@@ -273,7 +278,6 @@ def _restore(
             ).run()
         finally:
             results_log.close()
-            lock.release()
 
     return search
 

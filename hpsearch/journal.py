@@ -2,12 +2,14 @@
 
 A line is ``{"job_id", "config"}`` and the job's ``member``, ``parent``, ``step`` and
 ``max_steps`` where they differ from their defaults (where its checkpoints are is worked out
-again when it is handed out). Lines are flushed before the jobs go out, so a search killed
-outright can be resumed with the jobs that were running when it died.
+again when it is handed out). Lines are flushed before the jobs go out, and fsynced (once a
+hand-out) when the rows of results.csv are, so a search killed outright, or on a node that
+is lost, can be resumed with the jobs that were running when it died.
 
 Reading it back checks every line: one that is not a job of the search's space is an error
 naming its line number. A last line cut short by a kill is dropped with a warning; its job
-was never handed out, and its id is never handed out again either.
+was never handed out, and its id, where the cut left it whole, is never handed out again
+either.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ SUBMITTED_FILE = "submitted.jsonl"
 JOB_FIELDS = ("member", "parent", "step", "max_steps")
 #: Fields that may be null (the others are non-negative integers).
 NULLABLE_FIELDS = ("member", "parent", "max_steps")
-CUT_JOB_ID = re.compile(rb'"job_id"\s*:\s*(\d+)')
+#: The id of a line cut short, where its number is whole (followed by a comma or brace).
+CUT_JOB_ID = re.compile(rb'"job_id"\s*:\s*(\d+)\s*[,}]')
 
 _JOB_DEFAULTS = {k: Job.__dataclass_fields__[k].default for k in JOB_FIELDS}
 
@@ -53,10 +56,11 @@ def _is_index(value: Any) -> bool:
 class Journal:
     """The journal at ``path``. With ``resume`` an existing one is read (and checked) at once:
     :attr:`jobs` in the order they were handed out, :attr:`ids` every job id it names.
-    Nothing is written before :meth:`open`."""
+    Nothing is written before :meth:`open`; with ``fsync`` each :meth:`write` reaches the
+    disk before it returns."""
 
-    def __init__(self, path: str, space: Space, resume: bool) -> None:
-        self.path, self.space, self.resume = path, space, resume
+    def __init__(self, path: str, space: Space, resume: bool, fsync: bool = True) -> None:
+        self.path, self.space, self.resume, self.fsync = path, space, resume, fsync
         self.jobs: list[Job] = []
         self.ids: set[int] = set()
         self.missing = resume and not os.path.exists(path)
@@ -113,7 +117,8 @@ class Journal:
         self._file = open(self.path, "a" if self.resume else "w")  # noqa: SIM115 (kept open)
 
     def write(self, jobs: Iterable[Job]) -> None:
-        """Record jobs about to be handed out (flushed when this returns)."""
+        """Record jobs about to be handed out (flushed, and with ``fsync`` on the disk, when
+        this returns)."""
         for job in jobs:
             entry = {"job_id": job.job_id, "config": job.config}
             entry.update(
@@ -121,6 +126,8 @@ class Journal:
             )
             self._file.write(json.dumps(entry, default=_plain) + "\n")
         self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
 
     def close(self) -> None:
         if self._file is not None:

@@ -3,7 +3,9 @@
 The master of a search (and the simulator) holds an advisory lock (``flock``) on
 ``<output>/search.lock`` for the life of the search. The operating system drops it when the
 process ends, however it ends, so a killed search never leaves a stale lock. The file stays
-and names the last process that held it; only the lock itself counts.
+and names the last process that held it; only the lock itself counts, on the file that is
+at that path when it is taken (a file deleted and created again is locked anew). Deleting
+the file while a search runs lets a second search in.
 """
 
 from __future__ import annotations
@@ -26,32 +28,59 @@ class OutputInUse(ValueError):
     """Another running search holds the output directory."""
 
 
+class OutputNotLockable(ValueError):
+    """The lock file of the output directory cannot be made, opened or written."""
+
+
 class OutputLock:
     """Hold ``directory`` (created if needed) until :meth:`release` or process exit.
 
-    Raises :class:`OutputInUse` naming the directory and the process (pid, host) holding it.
+    Raises :class:`OutputInUse` naming the directory and the process (pid, host) holding it,
+    :class:`OutputNotLockable` (one line) when the lock file cannot be made or written.
     """
 
     def __init__(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
+        self._fd: int | None = None
         path = os.path.join(directory, LOCK_FILE)
-        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            while not self._lock(directory, path):
+                self.release()  # the file locked is no longer the one at path: lock that one
+            assert self._fd is not None
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+        except OSError as err:
+            self.release()
+            raise OutputNotLockable(
+                f"--output {directory} cannot be locked: {err.strerror or err} ({path})"
+            ) from None
+        except BaseException:
+            self.release()
+            raise
+
+    def _lock(self, directory: str, path: str) -> bool:
+        """Open and lock ``path``; False when the file locked is not (or no longer) the one
+        at ``path`` (deleted and created again in between)."""
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             with open(path) as f:
                 holder = f.read().strip() or "a process that has not named itself yet"
-            self.release()
             raise OutputInUse(
                 f"--output {directory} is in use by another search ({holder})"
             ) from None
         except OSError as err:
             if err.errno not in UNSUPPORTED:
-                self.release()
                 raise
             log.warning("%s cannot be locked (%s): nothing keeps a second search out", path, err)
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+            return True
+        locked = os.fstat(self._fd)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            return False
+        return (locked.st_dev, locked.st_ino) == (current.st_dev, current.st_ino)
 
     def release(self) -> None:
         """Let another search use the directory (closing the file drops the lock)."""

@@ -13,7 +13,8 @@ or, where the texts of two choices would be the same (``1`` and ``"1"``) or one 
 each choice's Python ``repr``; reading with the space gives every value its declared type.
 
 steps.csv has one row per report of a running trial: ``job_id``, ``step``, ``objective``,
-``t`` (seconds since the search started), ``m:<metric>``, ``error``.
+``t`` (seconds since the search started), ``m:<metric>``, ``error``. A line break in a
+metric's name becomes a space in its column's name.
 
 Beside them, ``submitted.jsonl`` (:mod:`hpsearch.journal`) journals every job handed to a
 worker, so that a search killed outright can be resumed with the jobs that were running when it
@@ -73,6 +74,14 @@ class ResultsError(ValueError):
     """An existing results file that cannot be continued."""
 
 
+class ResultsExist(ResultsError):
+    """A results file where a new search was to start (:attr:`path` names it)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} exists and is not to be resumed")
+        self.path = path
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()  # a plain number, not numpy's repr
@@ -100,6 +109,12 @@ def _drop_cut_record(path: str) -> None:
     with open(path, "rb+") as f:
         data = f.read()
         f.truncate(_complete_length(data))
+
+
+def _metric_column(name: str) -> str:
+    """The column of a metric: ``m:`` and its name on one line (a header of one line reads
+    back with any CSV reader)."""
+    return METRIC_PREFIX + " ".join(name.splitlines())
 
 
 def _choice_cells(dim: Categorical) -> list[str]:
@@ -164,12 +179,11 @@ class CsvTable:
         self.extra: list[str] = []
         header: list[str] = []
         if resume and os.path.exists(self.path):
+            header = _header(self.path)  # ResultsError if there are records but no header
             _drop_cut_record(self.path)
-            with open(self.path, newline="") as f:
-                header = next(csv.reader(f), [])
         if header:
             self.extra = [c for c in header if c not in head and c not in tail]
-        else:  # a new file, or one a kill left without a complete header
+        else:  # a new file, or one a kill left without a complete record
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(self.columns)
 
@@ -234,9 +248,10 @@ class ResultsLog:
 
     ``resume=True`` continues an existing file (after dropping a last record cut short) and
     its journal; a file without rows (or without any byte) is continued as a search that
-    finished nothing. Otherwise the file must not exist yet. Everything is read and checked
-    before anything is written. Times in rows are relative to ``t0``, which a resumed log
-    places so that new rows continue after the last one already written.
+    finished nothing. Otherwise the file must not exist yet (:class:`ResultsExist`).
+    Everything is read and checked before anything is written. Times in rows are relative to
+    ``t0``, which a resumed log places so that new rows continue after the last one already
+    written.
     """
 
     def __init__(self, output_dir: str, space: Space, resume: bool = False, fsync: bool = True):
@@ -246,19 +261,20 @@ class ResultsLog:
         self.space = space
         self.fsync = fsync
         self.param_columns = [PARAM_PREFIX + n for n in space.names]
-        self._choice_cells = {d.name: _choice_cells(d) for d in space if isinstance(d, Categorical)}
+        self._categoricals = {d.name: d for d in space if isinstance(d, Categorical)}
+        self._choice_cells = {name: _choice_cells(d) for name, d in self._categoricals.items()}
         self.previous = pd.DataFrame()
         os.makedirs(output_dir, exist_ok=True)
         exists = os.path.exists(self.path)
         if exists and not resume:
-            raise ResultsError(
-                f"{self.path} exists: pass --resume to continue it or choose another --output"
-            )
+            raise ResultsExist(self.path)
+        head = ["job_id", *self.param_columns, *RECORD_COLUMNS]
         header = _header(self.path) if exists else []
         if header:
-            self._check_header(header)
+            self._check_header(header, head, ["error"])
             self.previous = load_results(self.path, space)
-        self.journal_file = Journal(self.submitted_path, space, resume)
+        self._finished = self._read_finished()
+        self.journal_file = Journal(self.submitted_path, space, resume, fsync)
         if self.journal_file.missing and exists:
             log.warning(
                 "%s is missing: jobs that were running when the search stopped are not known "
@@ -268,13 +284,7 @@ class ResultsLog:
             )
         self._used_ids = self._ids_in_use() if resume else set()
         # all read and checked: from here on the directory is written
-        self.table = CsvTable(
-            self.path,
-            ["job_id", *self.param_columns, *RECORD_COLUMNS],
-            ["error"],
-            fsync,
-            bool(header),
-        )
+        self.table = CsvTable(self.path, head, ["error"], fsync, resume)
         if not header:
             self.previous = pd.DataFrame(columns=self.table.columns)
         self.journal_file.open()
@@ -286,12 +296,22 @@ class ResultsLog:
     def columns(self) -> list[str]:
         return self.table.columns
 
-    def _check_header(self, header: list[str]) -> None:
+    def _check_header(self, header: list[str], head: list[str], tail: list[str]) -> None:
+        """The header must hold this space's ``p:`` columns and every column of a results
+        file, in the order rows are written (new rows would land in the wrong columns)."""
         params = [c for c in header if c.startswith(PARAM_PREFIX)]
         if params != self.param_columns:
             raise ResultsError(
                 f"{self.path} was written for hyperparameters {[c[2:] for c in params]}, "
                 f"not this problem's {self.space.names}"
+            )
+        missing = [c for c in [*head, *tail] if c not in header]
+        if missing:
+            raise ResultsError(f"{self.path} has no column {', '.join(map(repr, missing))}")
+        if header[: len(head)] != head or header[len(header) - len(tail) :] != tail:
+            raise ResultsError(
+                f"{self.path}: its header does not start with {', '.join(head)} and end with "
+                f"{', '.join(tail)}"
             )
 
     def _ids_in_use(self) -> set[int]:
@@ -310,9 +330,7 @@ class ResultsLog:
         cells = self._choice_cells.get(name)
         if cells is None or value is None:
             return value
-        dim = self.space[name]
-        assert isinstance(dim, Categorical)
-        return cells[dim.index(value)]
+        return cells[self._categoricals[name].index(value)]
 
     def _row(self, result: Result) -> dict[str, Any]:
         job, out = result.job, result.outcome
@@ -329,7 +347,7 @@ class ResultsLog:
             "t_start": out.t_start - self.t0,
             "t_end": out.t_end - self.t0,
             "handout_latency": job.handout_latency,
-            **{METRIC_PREFIX + k: v for k, v in out.metrics.items()},
+            **{_metric_column(k): v for k, v in out.metrics.items()},
             "error": " ".join(out.error.split()),  # one line per row, whatever the message
         }
         if job.member is not None or job.parent is not None:
@@ -358,26 +376,51 @@ class ResultsLog:
     def finished(self) -> tuple[list[Config], list[Any]]:
         """Configurations and objectives of the finished rows: a DONE row's objective is a
         float, or the list of floats it wrote (however many); other rows' None."""
-        rows = (
-            self.previous[self.previous["status"].isin(FINISHED)]
-            if len(self.previous)
-            else self.previous
-        )
+        configs, objectives = self._finished
+        return list(configs), list(objectives)
+
+    def _read_finished(self) -> tuple[list[Config], list[Any]]:
+        if not len(self.previous):
+            return [], []
+        rows = self.previous[self.previous["status"].isin(FINISHED)]
         configs = configs_from_frame(rows, self.space)
         vector_columns = sorted(
             (c for c in rows.columns if c.startswith(OBJECTIVE_PREFIX)),
             key=lambda c: int(c[len(OBJECTIVE_PREFIX) :]),
         )
+        vectors = np.column_stack(
+            [self._numbers(rows, c) for c in vector_columns] or [np.empty((len(rows), 0))]
+        )
         objectives: list[Any] = []
-        for _, row in rows.iterrows():
-            vector = [float(v) for v in row[vector_columns] if not pd.isna(v)]
-            if row["status"] != DONE:
+        for done, vector, value in zip(
+            (rows["status"] == DONE).to_numpy(),
+            vectors,
+            self._numbers(rows, "objective"),
+            strict=True,
+        ):
+            vector = vector[~np.isnan(vector)]
+            if not done:
                 objectives.append(None)
-            elif vector:
-                objectives.append(vector)
+            elif len(vector):
+                objectives.append([float(v) for v in vector])
             else:
-                objectives.append(float(row["objective"]))
+                objectives.append(float(value))
         return configs, objectives
+
+    def _numbers(self, rows: pd.DataFrame, column: str) -> np.ndarray:
+        """A column of ``rows`` as floats; ResultsError naming the job of a cell that holds
+        text."""
+        try:
+            return pd.to_numeric(rows[column]).to_numpy(float)
+        except (ValueError, TypeError):
+            for job_id, text in zip(rows["job_id"], rows[column], strict=True):
+                try:
+                    float(text)
+                except (ValueError, TypeError):
+                    raise ResultsError(
+                        f"{self.path}: job {job_id}: {column} {text!r} is not a number"
+                    ) from None
+            raise
 
     @property
     def next_job_id(self) -> int:
@@ -424,7 +467,7 @@ class StepsLog:
                     "step": r.step,
                     "objective": r.objective,
                     "t": r.time - t0,
-                    **{METRIC_PREFIX + k: v for k, v in r.metrics.items()},
+                    **{_metric_column(k): v for k, v in r.metrics.items()},
                     "error": r.error,
                 }
                 for r in reports
@@ -498,6 +541,9 @@ def load_results(path: str, space: Space | None = None) -> pd.DataFrame:
         path, dtype={"error": str, "host": str, "status": str, **dict.fromkeys(params, str)}
     )
     if space is not None and len(df.columns):
+        if "job_id" not in df.columns:
+            raise ResultsError(f"{path} has no column 'job_id'")
+        df["job_id"] = _job_ids(df["job_id"], path)
         for dim in space:
             column = PARAM_PREFIX + dim.name
             if column not in df.columns:
@@ -510,29 +556,61 @@ def load_results(path: str, space: Space | None = None) -> pd.DataFrame:
     return df
 
 
-def _header(path: str) -> list[str]:
-    """The header of a CSV file ([] when a kill left it without a complete one)."""
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _complete_text(path: str) -> str:
+    """The complete records of a CSV log as text (a last record cut short left out);
+    ResultsError naming the file when they are not UTF-8."""
     with open(path, "rb") as f:
-        line = f.readline()
-    if not line.endswith(b"\n") or line.count(b'"') % 2:
+        data = f.read()
+    try:
+        return data[: _complete_length(data)].decode()
+    except UnicodeDecodeError as err:
+        raise ResultsError(f"{path}: byte {err.start} is not UTF-8 text") from None
+
+
+def _job_ids(cells: pd.Series, path: str) -> pd.Series:
+    """The job ids of a results column as integers; ResultsError naming the file and the row
+    of a cell that holds none."""
+    ids = pd.to_numeric(cells, errors="coerce")
+    bad = ~(ids >= 0) | (ids % 1 != 0)
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        text = cells.iloc[row]
+        what = "an empty job_id" if pd.isna(text) else f"job_id {_python(text)!r}"
+        raise ResultsError(f"{path}: row {row + 1} has {what}, not a non-negative integer")
+    return ids.astype(np.int64)
+
+
+def _header(path: str) -> list[str]:
+    """The header of a CSV log, its first record (which may span lines): [] when a kill left
+    no complete record; ResultsError naming the file when that record is empty."""
+    text = _complete_text(path)
+    if not text:
         return []
-    return next(csv.reader(io.StringIO(line.decode(), newline="")), [])
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    if not any(header):
+        raise ResultsError(f"{path}: its first line is empty, not a header")
+    return header
 
 
 def _read_csv(path: str, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
     """A CSV log as a DataFrame: empty cells are NaN, a last record cut short is ignored (no
-    column without a complete header)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    text = data[: _complete_length(data)].decode()
+    column without a complete header). ResultsError naming the file when it is no CSV log."""
+    text = _complete_text(path)
     if not text:
         return pd.DataFrame()
-    df = pd.read_csv(
-        io.StringIO(text, newline=""),
-        keep_default_na=False,
-        na_values=[""],
-        dtype={"error": str, **(dtype or {})},
-    )
+    try:
+        df = pd.read_csv(
+            io.StringIO(text, newline=""),
+            keep_default_na=False,
+            na_values=[""],
+            dtype={"error": str, **(dtype or {})},
+        )
+    except ValueError as err:  # pandas' ParserError and EmptyDataError among them
+        raise ResultsError(f"{path}: {_one_line(err)}") from None
     if "error" in df:
         df["error"] = df["error"].fillna("")
     return df

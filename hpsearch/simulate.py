@@ -23,8 +23,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from hpsearch.loop import Search, SearchOutcome
 from hpsearch.methods import get_method, method_names
 from hpsearch.output_lock import OutputLock
 from hpsearch.problem import Problem, RunFunction, load_problem
-from hpsearch.results import ResultsLog, load_results
+from hpsearch.results import ResultsExist, ResultsLog, load_results
 from hpsearch.scheduling import Scheduler
 from hpsearch.search.base import Optimizer
 from hpsearch.search_record import best_job_id, search_record, write_best, write_search
@@ -176,11 +177,14 @@ def simulate(
     grace: float = 10.0,
     eval_timeout: float | None = None,
     seed: int | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> SimulationOutcome:
     """Simulate a search of ``optimizer`` (an ask/tell optimizer or a trial scheduler) on
-    ``n_workers`` and write ``output``/results.csv.
+    ``n_workers`` and write ``output``/results.csv (and ``record`` to its search.json).
 
     The objective comes from ``optimizer.problem.run``; ``timeout`` is virtual seconds.
+    Raises :class:`~hpsearch.results.ResultsExist`, having written nothing, when
+    ``output`` holds a results.csv already.
     """
     problem = optimizer.problem
     if problem.run is None:
@@ -188,6 +192,8 @@ def simulate(
     model = parse_duration(duration) if isinstance(duration, str) else duration
     evaluator = VirtualEvaluator(problem.run, n_workers, model, eval_timeout, master_time, seed)
     results_log = ResultsLog(output, problem.space, fsync=False)
+    if record is not None:  # never over the record of the search another results.csv holds
+        write_search(output, record)
     results_log.t0 = 0.0  # rows hold virtual seconds since the start as they are
     try:
         outcome = Search(optimizer, evaluator, results_log, max_evals, timeout, grace).run()
@@ -262,10 +268,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.simu
             if args.curves is not None:
                 problem.run = parse_curves(args.curves, getattr(args, "max_steps", None))
             optimizer = method.build(problem, args)
-            lock = OutputLock(args.output)  # before search.json is written
+            lock = OutputLock(args.output)  # before anything in the directory is read
             # a record of the search, as a real one leaves (the report reads it)
             record = search_record(method.name, method.parameters(args), problem, args.seed)
-            write_search(args.output, record)
             t = time.perf_counter()
             outcome = simulate(
                 optimizer,
@@ -278,7 +283,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.simu
                 grace=args.grace,
                 eval_timeout=args.eval_timeout,
                 seed=args.seed,
+                record=record,
             )
+        except ResultsExist as err:
+            print(
+                f"{prog}: error: {err.path} exists: a simulation starts a new directory, "
+                "choose another --output",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         except (ProblemLoadError, ValueError) as err:
             print(f"{prog}: error: {err}", file=sys.stderr)
             return EXIT_USAGE

@@ -365,3 +365,48 @@ def test_readme_states_the_ambs_flags_the_parser_has(repo_root):
             assert f"{flag} {{{','.join(choices)}}}" in usage, flag
         # the README's default, converted by the flag's own type, is the parser's default
         assert parser.parse_args([flag, default]).__dict__[dest] == parser.get_default(dest), flag
+
+
+def test_the_output_stays_locked_until_the_last_file_is_written(tmp_path, monkeypatch):
+    from hpsearch.output_lock import OutputLock
+    from tests.lock_probe import LockProbe
+
+    out = str(tmp_path / "out")
+    probe = LockProbe(sys.stdout, out)
+    monkeypatch.setattr(sys, "stdout", probe)
+    argv = ["--problem", "problems.ackley", "--max-evals", "2", "--output", out]
+    assert main("rs", [*argv, "--no-isolation"]) == 0
+    assert probe.held is True  # best.json is written with the lock held
+    assert os.path.exists(os.path.join(out, "best.json"))
+    OutputLock(out).release()  # and released when the search returns
+
+
+EVALUATOR_FAILS = """
+import os, resource, sys
+from hpsearch.cli import main
+from hpsearch.evaluators import ProcessEvaluator  # imported while files can be opened
+from hpsearch.loop import Search
+from hpsearch.output_lock import OutputLock
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+try:
+    main("rs", ["--problem", "problems.ackley", "--output", sys.argv[1], "--workers", "64"])
+except OSError as err:
+    print("evaluator failed:", err.strerror)
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+OutputLock(sys.argv[1])  # OutputInUse if the failed search still held it
+print("output free")
+"""
+
+
+def test_an_evaluator_that_cannot_start_leaves_the_output_unlocked(tmp_path, repo_root):
+    proc = subprocess.run(
+        [sys.executable, "-c", EVALUATOR_FAILS, str(tmp_path / "out")],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "evaluator failed: Too many open files" in proc.stdout, proc.stderr
+    assert "output free" in proc.stdout, proc.stderr

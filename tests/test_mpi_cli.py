@@ -22,11 +22,14 @@ GUARD = 120  # seconds any one mpirun may take
 pytestmark = pytest.mark.skipif(not os.path.exists(MPIRUN), reason="mpirun is not installed")
 
 
-def launch(n, *args, cwd, env=None, method="rs"):
+def launch(n, *args, cwd, env=None, method="rs", program=None):
+    """``mpirun -n N python -m hpsearch.METHOD ARGS`` (``program``: a list run by Python
+    instead of ``-m hpsearch.METHOD``)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_", "HYDRA"))}
     environ.update(env or {})
+    program = program or ["-m", f"hpsearch.{method}"]
     return subprocess.Popen(
-        [MPIRUN, "-n", str(n), sys.executable, "-m", f"hpsearch.{method}", *map(str, args)],
+        [MPIRUN, "-n", str(n), sys.executable, *program, *map(str, args)],
         cwd=cwd,
         env=environ,
         stdout=subprocess.PIPE,
@@ -259,3 +262,18 @@ def test_successive_halving_under_mpirun(repo_root, tmp_path):
     assert (full["step_end"] == 9).all() and len(stopped) >= 12
     assert (stopped["step_end"] < 9).all() and set(df["rung"]) <= {0, 1}
     assert not df.loc[df["p:x"].idxmin(), "stopped"]
+
+
+def test_the_master_holds_the_output_until_its_last_file(repo_root, tmp_path):
+    from tests.lock_probe import HELD
+
+    out = tmp_path / "out"
+    probe = ["tests/lock_probe.py", out, "rs"]
+    proc = launch(
+        3, "--problem", "problems.ackley", "--max-evals", 4, "--output", out, cwd=repo_root,
+        program=probe, env={"PYTHONPATH": repo_root},
+    )  # fmt: skip
+    code, stdout, err = finish(proc, timeout=90)
+    assert code == 0, err
+    assert f"{HELD}True" in stdout.splitlines()
+    assert (out / "best.json").exists()

@@ -88,6 +88,15 @@ def test_explore_stays_within_the_declared_space():
         assert new["batch"] in (16, 64)  # a neighbour of 32
 
 
+def test_an_ordinal_value_moves_to_a_neighbour_of_its_own_choice():
+    problem = Problem("ordinal")
+    problem.add_hyperparameter("k", [True, 5, 1], ordinal=True)  # True == 1, but not its choice
+    problem.run = lambda config, trial: 0.0
+    pbt = PBT(problem, population=2, seed=0, resample=0.0)
+    moved = [pbt._explore({"k": 1})["k"] for _ in range(50)]
+    assert {(type(k), k) for k in moved} == {(int, 5), (int, 1)}
+
+
 def test_only_mutable_hyperparameters_change_when_exploring():
     problem = stepper(["rate"])
     pbt = PBT(problem, population=2, seed=0, resample=0.5)

@@ -68,7 +68,7 @@ def test_resume_drops_a_cut_short_line_and_continues(tmp_path):
     log.close()
     with open(tmp_path / "results.csv", "a") as f:
         f.write("2,0.003,12,tanh,16,0.3,DO")  # the master was killed mid-write
-    with pytest.raises(ResultsError, match="pass --resume"):
+    with pytest.raises(ResultsError, match="exists and is not to be resumed"):
         ResultsLog(str(tmp_path), space)
     resumed = ResultsLog(str(tmp_path), space, resume=True)
     configs, objectives = resumed.finished()

@@ -4,6 +4,7 @@ searches aimed at one directory, and empty or damaged files, and resumes from th
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from hpsearch import Categorical, Problem, load_results
 from hpsearch.cli import main
 from hpsearch.evaluation import CANCELLED, DONE, Job, Outcome, Result
-from hpsearch.results import ResultsLog
+from hpsearch.results import ResultsError, ResultsLog
 from hpsearch.simulate import main as simulate_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -316,3 +317,229 @@ def test_a_damaged_journal_is_reported_with_its_line(tmp_path, capsys, line, mes
     assert message in error
     after = {name: (out / name).read_bytes() for name in os.listdir(out) if name in before}
     assert after == before
+
+
+LINE_BREAK_METRIC = """
+problem = Problem("metric")
+problem.add_hyperparameter("x", (0.0, 1.0))
+
+
+def run(config):
+    return {"objective": config["x"], "val\\nloss": 2 * config["x"]}
+"""
+
+
+def test_a_metric_name_with_a_line_break_is_one_line_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--problem", write_problem(tmp_path / "metric.py", LINE_BREAK_METRIC)]
+    argv += ["--output", str(out), "--no-isolation", "--seed", "3"]
+    assert main("rs", [*argv, "--max-evals", "3"]) == 0
+    assert main("rs", [*argv, "--max-evals", "5", "--resume"]) == 0
+    assert len((out / "results.csv").read_text().splitlines()) == 6
+    df = load_results(str(out))
+    assert list(df["job_id"]) == [0, 1, 2, 3, 4]
+    assert list(df["m:val loss"]) == list(2 * df["p:x"])
+
+
+def test_a_header_cell_spanning_lines_is_read_as_the_header(tmp_path):
+    space = space_of(("x", (0.0, 1.0))).space
+    log = ResultsLog(str(tmp_path), space)
+    log.write([result(i, {"x": 0.1 * i}, 0.1 * i, metrics={"val_loss": i}) for i in range(3)])
+    log.close()
+    path = tmp_path / "results.csv"
+    path.write_text(path.read_text().replace("m:val_loss", '"m:val\nloss"', 1))
+    resumed = ResultsLog(str(tmp_path), space, resume=True)
+    assert resumed.finished()[1] == [0.0, 0.1, 0.2]
+    resumed.write([result(3, {"x": 0.3}, 0.3)])
+    resumed.close()
+    df = load_results(str(tmp_path))
+    assert list(df["job_id"]) == [0, 1, 2, 3] and list(df["m:val\nloss"][:3]) == [0, 1, 2]
+
+
+def test_records_without_a_header_are_never_overwritten(tmp_path):
+    space = space_of(("x", (0.0, 1.0))).space
+    log = ResultsLog(str(tmp_path), space)
+    log.write([result(i, {"x": 0.1 * i}) for i in range(2)])
+    log.close()
+    path = tmp_path / "results.csv"
+    path.write_text("\n" + path.read_text())
+    before = path.read_bytes()
+    with pytest.raises(ResultsError, match=r"results\.csv: its first line is empty"):
+        ResultsLog(str(tmp_path), space, resume=True)
+    assert path.read_bytes() == before
+
+
+def _replace_line(number, line):
+    def edit(text):
+        lines = text.splitlines(keepends=True)
+        lines[number] = line
+        return "".join(lines)
+
+    return edit
+
+
+def _replace_cell(number, column, value):
+    def edit(text):
+        lines = text.splitlines(keepends=True)
+        cells = lines[number].rstrip("\n").split(",")
+        cells[lines[0].split(",").index(column)] = value
+        lines[number] = ",".join(cells) + "\n"
+        return "".join(lines)
+
+    return edit
+
+
+def _drop_column(column):
+    def edit(text):
+        lines = text.splitlines()
+        index = lines[0].split(",").index(column)
+        return "".join(
+            ",".join(c for i, c in enumerate(ln.split(",")) if i != index) + "\n" for ln in lines
+        )
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("results.csv", _replace_cell(2, "job_id", "x7"), "row 2 has job_id 'x7', not a"),
+        ("results.csv", _replace_cell(1, "job_id", ""), "row 1 has an empty job_id, not a"),
+        ("results.csv", _replace_cell(1, "job_id", "-3"), "row 1 has job_id -3, not a"),
+        ("results.csv", _replace_cell(2, "objective", "big"), "objective 'big' is not a number"),
+        ("results.csv", lambda t: t + "9,0.5,0.5,DONE,0,h,1,2,3,,,extra\n", "Expected"),
+        ("results.csv", lambda t: t.replace("DONE", "D\xffNE", 1), "is not UTF-8"),
+        ("results.csv", _drop_column("status"), "has no column 'status'"),
+        ("results.csv", _drop_column("job_id"), "has no column 'job_id'"),
+        ("results.csv", lambda t: t.replace("worker,host", "host,worker"), "does not start with"),
+        ("steps.csv", lambda t: t + "0,1,0.5,0.1,,extra\n", "Expected"),
+        ("steps.csv", lambda t: t + "0,1,0.5\xff,0.1,\n", "is not UTF-8"),
+    ],
+)
+def test_a_damaged_results_file_is_reported_with_its_name(tmp_path, capsys, name, edit, message):
+    out = tmp_path / "out"
+    argv = ["--problem", write_problem(tmp_path / "slow.py", SLOW_PROBLEM)]
+    argv += ["--output", str(out), "--no-isolation"]
+    assert main("rs", [*argv, "--max-evals", "2"]) == 0
+    if name == "steps.csv":
+        (out / name).write_text("job_id,step,objective,t,error\n0,1,0.5,0.1,\n")
+    path = out / name
+    path.write_bytes(edit(path.read_text()).encode("latin-1"))  # "\xff": a byte UTF-8 lacks
+    before = {n: (out / n).read_bytes() for n in os.listdir(out) if n != "search.lock"}
+    capsys.readouterr()
+    assert main("rs", [*argv, "--max-evals", "4", "--resume"]) == 2
+    error = only_line(capsys.readouterr().err)
+    assert error.startswith(f"hpsearch.rs: error: {path}"), error
+    assert message in error, error
+    after = {n: (out / n).read_bytes() for n in os.listdir(out) if n in before}
+    assert after == before
+
+
+JOURNAL_TWICE = """
+import sys
+from hpsearch import Problem
+from hpsearch.evaluation import Job
+from hpsearch.results import ResultsLog
+
+problem = Problem("p")
+problem.add_hyperparameter("x", (0.0, 1.0))
+log = ResultsLog(sys.argv[1], problem.space, fsync=sys.argv[2] == "fsync")
+log.journal([Job(i, {"x": 0.5}) for i in range(3)])  # two hand-outs
+log.journal([Job(3, {"x": 0.25})])
+log.close()
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+@pytest.mark.parametrize(("flag", "expected"), [("fsync", 2), ("no-fsync", 0)])
+def test_the_journal_reaches_the_disk_once_a_hand_out_when_rows_do(tmp_path, flag, expected):
+    trace = tmp_path / "trace"
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", JOURNAL_TWICE, str(out), flag]
+    subprocess.run(
+        ["strace", "-f", "-y", "-e", "trace=fsync,fdatasync", "-o", str(trace), *command],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+    )
+    calls = [ln for ln in trace.read_text().splitlines() if "submitted.jsonl>" in ln]
+    assert len(calls) == expected, calls
+    assert len((out / "submitted.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    ("cut", "named", "next_id"),
+    [('{"job_id": 12', None, 3), ('{"job_id": 12 ', None, 3), ('{"job_id": 12 , "con', 12, 13)],
+)
+def test_a_cut_journal_line_names_only_a_whole_job_id(tmp_path, caplog, cut, named, next_id):
+    space = space_of(("x", (0.0, 1.0))).space
+    log = ResultsLog(str(tmp_path), space)
+    log.journal([Job(i, {"x": 0.1 * i}) for i in range(3)])
+    log.close()
+    with open(tmp_path / "submitted.jsonl", "a") as f:
+        f.write(cut)  # killed while journalling a job whose id may have had more digits
+    with caplog.at_level(logging.WARNING):
+        resumed = ResultsLog(str(tmp_path), space, resume=True)
+    resumed.close()
+    assert resumed.next_job_id == next_id
+    assert "dropping its last line, cut short" in caplog.text
+    assert ("job 12" in caplog.text) == (named is not None)
+
+
+@pytest.mark.parametrize("command", ["rs", "simulate"])
+def test_a_lock_file_that_cannot_be_opened_is_a_usage_error(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    (out / "search.lock").mkdir(parents=True)  # not a file: opening it fails, even for root
+    problem_file = write_problem(tmp_path / "slow.py", SLOW_PROBLEM)
+    argv = ["--problem", problem_file, "--output", str(out), "--max-evals", "1"]
+    if command == "rs":
+        assert main("rs", [*argv, "--no-isolation"]) == 2
+    else:
+        assert simulate_main(["rs", *argv, "--workers", "1", "--duration", "fixed:1"]) == 2
+    line = only_line(capsys.readouterr().err)
+    assert f"error: --output {out} cannot be locked: Is a directory" in line, line
+    assert os.listdir(out) == ["search.lock"]
+
+
+REPLACER = """
+import fcntl, os, sys, time
+
+path, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+held = None
+while time.monotonic() < end:
+    fd = os.open(path + ".new", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"the replacer")
+    os.replace(path + ".new", path)  # the file at path is locked at every moment
+    if held is not None:
+        os.close(held)  # the file replaced is unlocked, and at no path
+    held = fd
+"""
+
+
+def test_a_lock_file_replaced_while_it_is_locked_lets_no_second_search_in(tmp_path):
+    from hpsearch.output_lock import OutputInUse, OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    replacer = subprocess.Popen(
+        [sys.executable, "-c", REPLACER, str(out / "search.lock"), "4"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        while not (out / "search.lock").exists():
+            time.sleep(0.01)
+        refused = 0
+        while replacer.poll() is None:
+            try:
+                lock = OutputLock(str(out))
+            except OutputInUse:
+                refused += 1
+                continue
+            lock.release()
+            if replacer.poll() is None:  # the file at the path was locked all along
+                pytest.fail(f"locked a file no longer at its path (after {refused} refusals)")
+    finally:
+        replacer.kill()
+        replacer.wait()
+    assert refused > 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -168,3 +169,21 @@ def test_simulation_agrees_with_a_real_run_on_two_workers(tmp_path, monkeypatch,
     assert math.isclose(utilisation(real), utilisation(sim), rel_tol=0.15)
     spans = [df["t_end"].max() - df["t_start"].min() for df in (real, sim)]
     assert math.isclose(*spans, rel_tol=0.15)
+
+
+def test_a_directory_with_results_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--problem", "problems.ackley", "--max-evals", "2", "--output", str(out)]
+    assert run_cli("rs", argv) == 0
+    names = set(os.listdir(out)) - {"search.lock"}  # the lock names its latest holder
+    before = {name: (out / name).read_bytes() for name in names}
+    capsys.readouterr()
+    argv = ["ambs", "--problem", "ackley5", "--workers", "2", "--duration", "fixed:1"]
+    assert main([*argv, "--output", str(out)]) == 2
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert set(os.listdir(out)) - {"search.lock"} == names
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"python -m hpsearch.simulate: error: {out}/results.csv exists: a simulation "
+        "starts a new directory, choose another --output"
+    )

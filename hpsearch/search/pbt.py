@@ -320,7 +320,7 @@ class PBT(Scheduler):
 
     def _perturbed(self, dim: Any, value: Any) -> Any:
         if isinstance(dim, Ordinal):
-            i = dim.choices.index(value) + int(self.rng.choice([-1, 1]))
+            i = dim.index(value) + int(self.rng.choice([-1, 1]))
             return dim.choices[min(max(i, 0), len(dim.choices) - 1)]
         if isinstance(dim, Categorical):
             return dim.choices[int(self.rng.integers(len(dim.choices)))]
