@@ -96,6 +96,12 @@ def test_search_on_ackley_in_the_process_pool_then_resume(repo_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "[20/20] best" in proc.stderr  # the progress line
     assert f"results written to {out}/results.csv" in proc.stdout
+    # one name per figure: the wall-time share and the report's utilisation
+    assert re.search(
+        r"workers busy [\d.]+% of the wall time, [\d.]+% from the first start to the last "
+        r"end \(the report's utilisation\)",
+        proc.stdout,
+    )
     df = load_results(str(out))
     assert len(df) == 20 and sorted(df["job_id"]) == list(range(20))
     assert (df["status"] == "DONE").all() and set(df["worker"]) <= {0, 1}
