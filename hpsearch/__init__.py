@@ -3,6 +3,7 @@
 Importing this package imports neither mpi4py nor a deep-learning framework.
 """
 
+from hpsearch.api import optimize
 from hpsearch.arch import MLPSpace, build_model, count_macs, count_neurons, count_params
 from hpsearch.pareto import pareto_front
 from hpsearch.problem import Problem, load_problem
@@ -27,5 +28,6 @@ __all__ = [
     "count_params",
     "load_problem",
     "load_results",
+    "optimize",
     "pareto_front",
 ]

@@ -18,9 +18,15 @@ class UsageError(Exception):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line, ``PROG: error: MESSAGE``, and exit 2."""
+    """An argparse parser whose errors are one line, ``PROG: error: MESSAGE``, and exit 2;
+    with ``raise_errors`` set, they raise :class:`UsageError` with the message instead (the
+    Python API parses its arguments with the command line's parser)."""
+
+    raise_errors = False
 
     def error(self, message: str) -> NoReturn:
+        if self.raise_errors:
+            raise UsageError(message)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 

@@ -27,7 +27,14 @@ from hpsearch.arguments import (
 )
 from hpsearch.evaluators.base import WorkerError
 from hpsearch.methods import Method, get_method, method_names
-from hpsearch.problem import Problem, ProblemLoadError, load_problem
+from hpsearch.problem import (
+    Problem,
+    ProblemLoadError,
+    RunSource,
+    defined_interactively,
+    load_problem,
+    run_source,
+)
 
 if TYPE_CHECKING:
     from hpsearch.evaluators.base import Evaluator
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
 SearchRunner = Callable[["Evaluator"], "SearchOutcome"]
 
 
-def build_parser(method: Method, prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(method: Method, prog: str | None = None) -> ArgumentParser:
     """The parser of ``python -m hpsearch.<method>``: the common flags and the method's own."""
     parser = ArgumentParser(
         prog=prog or f"python -m hpsearch.{method.name}",
@@ -149,27 +156,57 @@ def main(method_name: str, argv: Sequence[str] | None = None, prog: str | None =
     Under an MPI launcher with more than one rank, rank 0 runs the search and the other
     ranks serve as workers; otherwise evaluations run in a local process pool.
     """
-    from hpsearch.launcher import world_size
-
     method = get_method(method_name)
     prog = prog or f"hpsearch.{method.name}"
     args = build_parser(method, prog).parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if world_size(prog) > 1:
-        return _main_mpi(method, args, prog)
     try:
-        problem, lock, search = _prepare(method, args)
-    except (UsageError, ProblemLoadError, ValueError) as err:
+        run_search(method, args, prog)
+    except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    with lock:  # until best.json is written, whatever happens
+    except WorkerError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_search(
+    method: Method,
+    args: argparse.Namespace,
+    prog: str,
+    problem: Problem | None = None,
+    show: bool = True,
+) -> SearchOutcome | None:
+    """Run the search parsed flags describe, on ``problem`` (default: the module
+    ``args.problem`` names); with ``show``, print the progress line and the summary.
+
+    Returns the outcome where the search ran (locally, or on MPI rank 0); other MPI ranks
+    serve as workers and return None. Raises UsageError on bad input, before any
+    evaluation, and WorkerError when a worker cannot load the problem.
+    """
+    from hpsearch.launcher import world_size
+
+    if problem is None:
+        source: RunSource = _problem_source(args.problem)
+    else:
         try:
-            return _run(args, problem, search)
-        except WorkerError as err:
-            print(f"{prog}: error: {err}", file=sys.stderr)
-            return 1
+            source = run_source(problem)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    if world_size(prog) > 1:
+        if problem is not None and defined_interactively(problem):
+            raise UsageError(
+                f"under mpirun every rank must be able to load problem {problem.name!r}, "
+                "but its run function is defined in an interactive session: put the problem "
+                "in a script or module that every rank runs or imports"
+            )
+        return _run_mpi(method, args, prog, problem, source, show)
+    problem, lock, search = _prepare(method, args, problem, show)
+    with lock:  # until best.json is written, whatever happens
+        return _run_local(args, problem, source, search, show)
 
 
 def _problem_source(spec: str) -> str:
@@ -177,37 +214,42 @@ def _problem_source(spec: str) -> str:
     return os.path.abspath(spec) if spec.endswith(".py") else spec
 
 
-def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
+def _run_mpi(
+    method: Method,
+    args: argparse.Namespace,
+    prog: str,
+    problem: Problem | None,
+    source: RunSource,
+    show: bool,
+) -> SearchOutcome | None:
     from hpsearch.evaluators import mpi
 
     comm = mpi.world()
     if comm.rank != mpi.MASTER:
         mpi.serve(
             comm,
-            _problem_source(args.problem),
+            source,
             args.eval_timeout,
             isolation=not args.no_isolation,
             gpus_per_node=args.gpus_per_node,
             threads_per_worker=args.threads_per_worker,
         )
-        return 0
+        return None
     try:
         try:
-            problem, lock, search = _prepare(method, args)
-        except (UsageError, ProblemLoadError, ValueError) as err:
-            print(f"{prog}: error: {err}", file=sys.stderr)
+            problem, lock, search = _prepare(method, args, problem, show)
+        except UsageError:
             mpi.synchronise_start(comm)
             mpi.release_workers(comm)
-            return EXIT_USAGE
+            raise
         with lock:  # until the workers are released and best.json is written
             mpi.synchronise_start(comm)
             with mpi.MPIEvaluator(comm, interruptible=not args.no_isolation) as evaluator:
                 outcome = search(evaluator)
-            report(outcome, args.output, problem.space)
-        return 0
-    except WorkerError as err:  # the workers were released on the way out
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 1
+            report(outcome, args.output, problem.space, show)
+        return outcome
+    except (UsageError, WorkerError):  # the workers were released on the way out
+        raise
     except BaseException:
         # an unexpected error on the master must not leave the workers waiting forever
         traceback.print_exc()
@@ -216,24 +258,35 @@ def _main_mpi(method: Method, args: argparse.Namespace, prog: str) -> int:
         raise
 
 
-def _prepare(method: Method, args: argparse.Namespace) -> tuple[Problem, OutputLock, SearchRunner]:
-    """Check the input and restore the search state; return the problem, the lock held on
-    the output directory (the caller releases it once the search has written its last file)
-    and a function running the search on an evaluator. Raises UsageError, ProblemLoadError
-    or ValueError on bad input, before any evaluation starts, and then holds no lock."""
+def _prepare(
+    method: Method, args: argparse.Namespace, problem: Problem | None, show: bool
+) -> tuple[Problem, OutputLock, SearchRunner]:
+    """Check the input and restore the search state; return the problem (``problem``, or the
+    one ``args.problem`` names), the lock held on the output directory (the caller releases
+    it once the search has written its last file) and a function running the search on an
+    evaluator. Raises UsageError on bad input, before any evaluation starts, and then holds
+    no lock."""
     from hpsearch.output_lock import OutputLock
 
-    _check_output(args.output, args.resume)
-    problem = load_problem(args.problem)
-    lock = OutputLock(args.output)  # before anything in the directory is read or written
     try:
-        return problem, lock, _restore(method, args, problem)
+        _check_output(args.output, args.resume)
+        problem = problem or load_problem(args.problem)
+        lock = OutputLock(args.output)  # before anything in the directory is read or written
+    except (ProblemLoadError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    try:
+        return problem, lock, _restore(method, args, problem, show)
+    except (ProblemLoadError, ValueError) as err:
+        lock.release()
+        raise UsageError(str(err)) from None
     except BaseException:
         lock.release()
         raise
 
 
-def _restore(method: Method, args: argparse.Namespace, problem: Problem) -> SearchRunner:
+def _restore(
+    method: Method, args: argparse.Namespace, problem: Problem, show: bool
+) -> SearchRunner:
     """Restore the search state in ``args.output``: a function running the search on an
     evaluator."""
     from hpsearch.loop import Progress, Search
@@ -263,7 +316,7 @@ def _restore(method: Method, args: argparse.Namespace, problem: Problem) -> Sear
     rerun = results_log.unfinished_jobs()
 
     def search(evaluator: Evaluator) -> SearchOutcome:
-        progress = Progress(args.max_evals, evaluator.n_workers)
+        progress = Progress(args.max_evals, evaluator.n_workers) if show else None
         try:
             return Search(
                 optimizer,
@@ -282,7 +335,13 @@ def _restore(method: Method, args: argparse.Namespace, problem: Problem) -> Sear
     return search
 
 
-def _run(args: argparse.Namespace, problem: Problem, search: SearchRunner) -> int:
+def _run_local(
+    args: argparse.Namespace,
+    problem: Problem,
+    source: RunSource,
+    search: SearchRunner,
+    show: bool,
+) -> SearchOutcome:
     from hpsearch.evaluators import ProcessEvaluator, SerialEvaluator
     from hpsearch.placement import thread_environment
 
@@ -293,25 +352,24 @@ def _run(args: argparse.Namespace, problem: Problem, search: SearchRunner) -> in
     else:
         threads = args.threads_per_worker or max(1, (os.cpu_count() or 1) // args.workers)
         evaluator = ProcessEvaluator(
-            _problem_source(args.problem),
-            args.workers,
-            args.eval_timeout,
-            thread_environment(threads),
+            source, args.workers, args.eval_timeout, thread_environment(threads)
         )
     with evaluator:
         outcome = search(evaluator)
-    report(outcome, args.output, problem.space)
-    return 0
+    report(outcome, args.output, problem.space, show)
+    return outcome
 
 
-def report(outcome: SearchOutcome, output_dir: str, space: Space) -> None:
-    """Print the end-of-search summary and write ``best.json`` beside results.csv."""
+def report(outcome: SearchOutcome, output_dir: str, space: Space, show: bool = True) -> None:
+    """Write ``best.json`` beside results.csv; with ``show``, print the end-of-search
+    summary."""
     import numpy as np
 
     from hpsearch.results import load_results
     from hpsearch.search_record import best_job_id, write_best
 
-    print(
+    say = print if show else _silent
+    say(
         f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "
         f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; workers busy "
         f"{outcome.utilisation:.1%} of the wall time, {outcome.active_utilisation:.1%} from the "
@@ -320,17 +378,21 @@ def report(outcome: SearchOutcome, output_dir: str, space: Space) -> None:
     df = load_results(output_dir, space)
     latency = df["handout_latency"].dropna().to_numpy()
     if len(latency):
-        print(
+        say(
             f"hand-out latency (report to next job): median {1e3 * np.median(latency):.2f} ms, "
             f"99th percentile {1e3 * np.percentile(latency, 99):.2f} ms"
         )
     if outcome.best_config is None or outcome.best_objective is None:
-        print("no evaluation succeeded")
+        say("no evaluation succeeded")
     else:
         job_id = best_job_id(df, outcome.best_config, outcome.best_objective, space)
         write_best(output_dir, outcome.best_objective, outcome.best_config, job_id)
-        print(f"best objective {outcome.best_objective:.6g} with {json.dumps(outcome.best_config)}")
-    print(f"results written to {outcome.results_path}")
+        say(f"best objective {outcome.best_objective:.6g} with {json.dumps(outcome.best_config)}")
+    say(f"results written to {outcome.results_path}")
+
+
+def _silent(*_: object) -> None:
+    """Print nothing (the summary of a search asked to be quiet)."""
 
 
 def console_main(argv: Sequence[str] | None = None) -> int:

@@ -77,8 +77,8 @@ class SearchOutcome:
 class Progress:
     """A live progress line: finished/total, best so far, busy workers, evaluations per minute.
 
-    On a terminal the line is redrawn in place; in a batch log a line is written every
-    ``interval`` seconds.
+    On a terminal or in a notebook the line is redrawn in place; in a batch log a line is
+    written every ``interval`` seconds.
     """
 
     def __init__(
@@ -88,7 +88,9 @@ class Progress:
         self.n_workers = n_workers
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
-        self.interval = 0.2 if self.tty else interval
+        self.live = self.tty or _notebook(self.stream)
+        self.interval = 0.2 if self.live else interval
+        self.width = 0  # of the line shown last, for a notebook to overwrite it
         self.t_start = time.time()
         self.last = -math.inf
         self.n_earlier = 0
@@ -115,13 +117,24 @@ class Progress:
             return
         self.last = now
         text = self.line(n_finished, best, n_busy)
-        self.stream.write(f"\r{text}\033[K" if self.tty else text + "\n")
+        if self.tty:
+            self.stream.write(f"\r{text}\033[K")
+        elif self.live:  # a notebook keeps \r but not every terminal control sequence
+            self.stream.write(f"\r{text:<{self.width}}")
+            self.width = len(text)
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
+        if self.live:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _notebook(stream: TextIO) -> bool:
+    """True when ``stream`` is a Jupyter kernel's output stream (it redraws a line after a carriage return)."""
+    return type(stream).__module__.startswith("ipykernel")
 
 
 @contextmanager

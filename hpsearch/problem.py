@@ -4,7 +4,8 @@ A problem module defines ``problem`` (a :class:`Problem`) and ``run(config) -> f
 ``run(config, trial)`` to report progress and save checkpoints (see :mod:`hpsearch.trial`).
 It is named by a dotted module name importable from the current directory or by a path to a
 ``.py`` file; :func:`load_problem` imports it, and every worker process imports it again by the
-same name (functions are never pickled across processes).
+same name. A :class:`Problem` built in a script or a notebook instead (``Problem(..., run=run)``)
+reaches the worker processes as its run function pickled by value (see :func:`run_source`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import importlib
 import importlib.util
 import inspect
 import os
+import pickle
 import sys
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from hpsearch.space import Dimension, InvalidHyperparameterError, Space, dimension_from_spec
@@ -23,6 +26,11 @@ DIRECTIONS = ("maximize", "minimize")
 
 Constraint = Callable[[Mapping[str, Any]], bool]
 RunFunction = Callable[..., Any]
+#: What a worker process loads a run function from: the name (or path) of the problem module
+#: it imports, or the function pickled by value.
+RunSource = str | bytes
+#: Module-name prefix of a problem module imported from a path (not importable by that name).
+_PATH_MODULE_PREFIX = "hpsearch_problem_"
 
 
 class ProblemLoadError(Exception):
@@ -32,11 +40,16 @@ class ProblemLoadError(Exception):
 class Problem:
     """What to search: a name, a direction, a :class:`Space` and constraints on configurations.
 
-    >>> problem = Problem("digits", direction="maximize")
+    >>> problem = Problem("digits", direction="maximize", run=run)
     >>> problem.add_hyperparameter("learning_rate", (1e-4, 1e-1, "log-uniform"))
+
+    ``run`` is the run function (also settable later as ``problem.run = run``); a problem
+    module needs none here, :func:`load_problem` sets the module's ``run``.
     """
 
-    def __init__(self, name: str, direction: str = "maximize") -> None:
+    def __init__(
+        self, name: str, direction: str = "maximize", run: RunFunction | None = None
+    ) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(
                 f"problem {name!r}: direction must be 'maximize' or 'minimize', but got {direction!r}"
@@ -50,8 +63,9 @@ class Problem:
         #: Replica exchange: name -> function(value) -> inverse temperature (larger: colder),
         #: for hyperparameters whose default mapping does not fit (see hpsearch.search.rex).
         self.inverse_temperature: dict[str, Callable[[Any], float]] = {}
-        #: Set by :func:`load_problem`: the run function and the name workers import.
-        self.run: RunFunction | None = None
+        #: The run function (set by :func:`load_problem` for a problem module).
+        self.run: RunFunction | None = run
+        #: Set by :func:`load_problem`: the name (or path) workers import the problem by.
         self.source: str | None = None
 
     def __repr__(self) -> str:
@@ -150,7 +164,7 @@ def _import_module(spec: str):
         path = os.path.abspath(spec)
         if not os.path.isfile(path):
             raise ProblemLoadError(f"problem file {spec!r} does not exist")
-        name = "hpsearch_problem_" + os.path.splitext(os.path.basename(path))[0]
+        name = _PATH_MODULE_PREFIX + os.path.splitext(os.path.basename(path))[0]
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
             raise ProblemLoadError(f"cannot load problem file {spec!r}")
@@ -179,6 +193,11 @@ def load_problem(spec: str) -> Problem:
         raise ProblemLoadError(
             f"problem module {spec!r} failed to import: {type(err).__name__}: {err}"
         ) from err
+    return _module_problem(module, spec)
+
+
+def _module_problem(module: ModuleType, spec: str) -> Problem:
+    """The ``problem`` of an imported problem module, its ``run`` and ``source`` set."""
     problem = getattr(module, "problem", None)
     if not isinstance(problem, Problem):
         found = "nothing" if problem is None else type(problem).__name__
@@ -199,3 +218,71 @@ def load_problem(spec: str) -> Problem:
     problem.run = run
     problem.source = os.path.abspath(spec) if spec.endswith(".py") else spec
     return problem
+
+
+def module_problem(module: ModuleType) -> Problem:
+    """The ``problem`` of a problem module object, with its ``run`` set.
+
+    A module imported by name or path gets that name or path as its ``source``, which
+    workers import; the run function of a ``__main__`` module (a script, a notebook) is
+    shipped to them by value instead. Raises ProblemLoadError as :func:`load_problem` does.
+    """
+    name = module.__name__
+    if name == "__main__":
+        spec = "__main__"
+    elif name.startswith(_PATH_MODULE_PREFIX) and getattr(module, "__file__", None):
+        spec = str(module.__file__)
+    else:
+        spec = name
+    problem = _module_problem(module, spec)
+    if name == "__main__":
+        problem.source = None
+    return problem
+
+
+def defined_interactively(problem: Problem) -> bool:
+    """True when ``problem``'s run function lives in the ``__main__`` of an interactive
+    session (a notebook, ``python -c``, a console): no other process can import it."""
+    if problem.source is not None:
+        return False
+    if getattr(problem.run, "__module__", None) != "__main__":
+        return False
+    return getattr(sys.modules.get("__main__"), "__file__", None) is None
+
+
+def run_source(problem: Problem) -> RunSource:
+    """What worker processes load ``problem``'s run function from: the module name or path
+    it was loaded by, else the function pickled by value (cloudpickle: with what it refers
+    to, copied once into every worker process).
+
+    Raises ValueError naming the problem when the function cannot be pickled.
+    """
+    if problem.source is not None:
+        return problem.source
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(problem.run)
+    except Exception as err:
+        raise ValueError(
+            f"problem {problem.name!r}: the run function cannot be pickled for the worker "
+            f"processes: {type(err).__name__}: {err}"
+        ) from None
+
+
+def load_run(source: RunSource) -> RunFunction:
+    """The run function ``source`` names (a problem module) or holds (pickled by value).
+
+    Raises ProblemLoadError with a one-line message when it cannot be loaded.
+    """
+    if isinstance(source, str):
+        run = load_problem(source).run
+        assert run is not None
+        return run
+    try:
+        run = pickle.loads(source)
+    except Exception as err:
+        raise ProblemLoadError(
+            f"the run function cannot be unpickled: {type(err).__name__}: {err}"
+        ) from err
+    return run

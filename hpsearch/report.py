@@ -654,6 +654,24 @@ def _stopping_sections(
     sections.append(f"<p>{sentence}</p>")
 
 
+def show(run: str, output: str | None = None) -> dict[str, str] | None:
+    """Write the report of the search in ``run`` (a directory or its results.csv) to
+    ``output`` (default: ``<run>/report``) and show its figures inline in IPython or Jupyter
+    (returning None); anywhere else, return figure name -> PNG path."""
+    files = write_report([run], output or os.path.join(_run_dir(run), "report"))
+    figures = {name: path for name, path in files.items() if path.endswith(".png")}
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return figures
+    if get_ipython() is None:  # installed, but this is no IPython session
+        return figures
+    for path in figures.values():
+        display(Image(filename=path))
+    return None
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.report") -> int:
     """``python -m hpsearch.report RUN [RUN ...] [--output DIR] [--direction D] [--top K]``."""
     parser = ArgumentParser(

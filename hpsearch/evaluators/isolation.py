@@ -3,7 +3,8 @@
 An :class:`IsolatedRunner` owns one child process (``spawn`` start method: no state inherited
 from the parent, no forked threads). The child leads a process group of its own, with the
 default signal dispositions, so a kill reaches whatever the evaluation started and nothing the
-evaluation starts ignores SIGTERM. It imports the problem once, by its source name, then
+evaluation starts ignores SIGTERM. It loads the run function once from its source (imports
+the problem module by name, or unpickles a function shipped by value), then
 evaluates the jobs it is sent over a pipe, one at a time. A child that dies (segfault,
 ``os.abort``, out of memory) or runs past the evaluation timeout is replaced by a fresh one;
 the job becomes a FAILED or TIMEOUT result and the caller carries on. A child that cannot
@@ -30,6 +31,7 @@ from typing import Any
 
 from hpsearch.evaluation import FAILED, TIMEOUT, Job, Outcome, evaluate
 from hpsearch.evaluators.base import WorkerError
+from hpsearch.problem import RunSource
 from hpsearch.trial import Report
 
 IMPORTING, READY, REPORT, STOP_TRIAL = "importing", "ready", "report", "stop-trial"
@@ -88,7 +90,7 @@ def kill_process_group(process: Any) -> None:
     process.join()
 
 
-def _child_main(conn: Connection, source: str, env: dict[str, str]) -> None:
+def _child_main(conn: Connection, source: RunSource, env: dict[str, str]) -> None:
     """Body of the child process: import the problem, then serve jobs until told to stop."""
     # A session of its own: a kill of the group reaches what the evaluation starts, and a
     # terminal's Ctrl-C or a kill of the search's group does not: the parent decides when
@@ -96,11 +98,11 @@ def _child_main(conn: Connection, source: str, env: dict[str, str]) -> None:
     os.setsid()
     restore_default_signals()
     os.environ.update(env)
-    from hpsearch.problem import ProblemLoadError, load_problem
+    from hpsearch.problem import ProblemLoadError, load_run
 
     conn.send((IMPORTING, None))
     try:
-        run: Any = load_problem(source).run
+        run: Any = load_run(source)
     except BaseException as err:  # sys.exit() in the module too: the parent must hear of it
         reason = str(err) if isinstance(err, ProblemLoadError) else f"{type(err).__name__}: {err}"
         conn.send((READY, reason))
@@ -143,7 +145,10 @@ class IsolatedRunner:
     """
 
     def __init__(
-        self, source: str, eval_timeout: float | None = None, env: dict[str, str] | None = None
+        self,
+        source: RunSource,
+        eval_timeout: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.source = source
         self.eval_timeout = eval_timeout

@@ -37,6 +37,7 @@ from hpsearch.evaluators.base import Evaluator, WorkerError  # noqa: E402
 from hpsearch.evaluators.isolation import IsolatedRunner  # noqa: E402
 from hpsearch.evaluators.serial import SerialEvaluator  # noqa: E402
 from hpsearch.placement import thread_environment, worker_environment  # noqa: E402
+from hpsearch.problem import RunSource  # noqa: E402
 from hpsearch.trial import Report  # noqa: E402
 
 TAG_JOB, TAG_RESULT, TAG_CANCEL, TAG_STOP, TAG_REPORT, TAG_STOP_TRIAL = 11, 12, 13, 14, 15, 16
@@ -269,7 +270,7 @@ def _evaluate_isolated(comm: Any, runner: IsolatedRunner, job: Job) -> tuple[Out
 
 def serve(
     comm: Any,
-    source: str,
+    source: RunSource,
     eval_timeout: float | None = None,
     isolation: bool = True,
     gpus_per_node: int | None = None,
@@ -277,7 +278,8 @@ def serve(
 ) -> None:
     """Worker rank: evaluate the jobs the master sends until it says stop.
 
-    Evaluations run in a child process (``isolation``) that imports problem ``source`` once;
+    Evaluations run in a child process (``isolation``) that loads the run function from
+    ``source`` once (see :data:`~hpsearch.problem.RunSource`);
     a crash or timeout there is reported and a fresh child takes the next job. A worker that
     cannot import the problem says so to the master instead of running the job. The rank
     lets SIGINT/SIGTERM pass: a launcher forwards them to every rank, and it is the master
@@ -342,16 +344,17 @@ def _forward_reports(comm: Any) -> Any:
     return forward
 
 
-def _in_process_evaluator(comm: Any, source: str, eval_timeout: float | None) -> SerialEvaluator:
+def _in_process_evaluator(
+    comm: Any, source: RunSource, eval_timeout: float | None
+) -> SerialEvaluator:
     """An evaluator running the problem in this rank (``--no-isolation``), its reports sent to
     the master; raises WorkerError when the problem does not import here."""
-    from hpsearch.problem import ProblemLoadError, load_problem
+    from hpsearch.problem import ProblemLoadError, load_run
 
     try:
-        run = load_problem(source).run
+        run = load_run(source)
     except (ProblemLoadError, SystemExit) as err:
         raise WorkerError(f"the problem does not import: {err}") from err
-    assert run is not None
     evaluator = SerialEvaluator(run, eval_timeout)
     evaluator.report_handler = _forward_reports(comm)
     return evaluator

@@ -9,10 +9,12 @@ from multiprocessing.connection import wait as wait_for
 from hpsearch.evaluation import CANCELLED, HOST, Job, Outcome, Result
 from hpsearch.evaluators.base import Evaluator, WorkerError
 from hpsearch.evaluators.isolation import IsolatedRunner
+from hpsearch.problem import RunSource
 
 
 class ProcessEvaluator(Evaluator):
-    """Evaluate on ``n_workers`` local child processes (spawned, each imports the problem once).
+    """Evaluate on ``n_workers`` local child processes (spawned, each loads the run function
+    from ``source`` once: see :data:`~hpsearch.problem.RunSource`).
 
     A run that crashes its process or exceeds ``eval_timeout`` seconds gives a FAILED or
     TIMEOUT result; its slot gets a fresh process. ``env`` is set in every child before the
@@ -22,7 +24,7 @@ class ProcessEvaluator(Evaluator):
 
     def __init__(
         self,
-        source: str,
+        source: RunSource,
         n_workers: int,
         eval_timeout: float | None = None,
         env: dict[str, str] | None = None,
