@@ -14,7 +14,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hpsearch.space import Dimension, InvalidHyperparameterError, Space, dimension_from_spec
@@ -50,6 +50,8 @@ class Problem:
         #: Replica exchange: name -> function(value) -> inverse temperature (larger: colder),
         #: for hyperparameters whose default mapping does not fit (see hpsearch.search.rex).
         self.inverse_temperature: dict[str, Callable[[Any], float]] = {}
+        #: Grid search: name -> the values to try (instead of ``--grid-points`` on a range).
+        self.grid: dict[str, Sequence[Any]] = {}
         #: Set by :func:`load_problem`: the run function and the name workers import.
         self.run: RunFunction | None = None
         self.source: str | None = None
