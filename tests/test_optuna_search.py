@@ -112,6 +112,13 @@ def test_several_objectives_make_a_multi_objective_study(sampler):
     assert opt.study_.best_trials and opt.n_pending == 0
 
 
+def test_cma_es_refuses_several_objectives_naming_the_samplers_that_take_them():
+    opt = OptunaSearch(mixed_problem(), sampler="cmaes", seed=0)
+    configs = opt.ask(2)
+    with pytest.raises(ValueError, match="CMA-ES handles one: use --sampler nsga2"):
+        opt.tell(configs, [[1.0, 2.0], [2.0, 1.0]])
+
+
 def test_python_m_hpsearch_optuna_runs_nsga2_on_two_objectives(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "hpsearch.optuna", "--problem", SMALL, "--sampler", "nsga2",

@@ -224,6 +224,11 @@ class OptunaSearch(Optimizer):
         import optuna
         from optuna.trial import TrialState
 
+        if isinstance(self.sampler_, optuna.samplers.CmaEsSampler):
+            raise ValueError(
+                f"problem {self.problem.name!r} returns {k} objectives, and CMA-ES handles one: "
+                "use --sampler nsga2 (or tpe)"
+            )
         old = self.study_
         self.study_ = optuna.create_study(sampler=self.sampler_, directions=["minimize"] * k)
         for trial in old.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
