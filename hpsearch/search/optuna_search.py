@@ -238,6 +238,8 @@ class OptunaSearch(Optimizer):
     def mark_pending(self, configs: Sequence[Mapping[str, Any]]) -> None:
         configs = [self.space.validate(c) for c in configs]
         super().mark_pending(configs)
+        # keyed as _tell will look them up: the configurations their unit points decode to
+        configs = self.space.decode(self.space.encode(configs))
         for config, key in zip(configs, self.space.keys(configs), strict=True):
             if key not in self._running:
                 self._running[key] = self._fixed_trial(_active(config))
