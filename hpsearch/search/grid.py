@@ -107,7 +107,7 @@ class GridSearch(Optimizer):
     Cancelled (forgotten) configurations are proposed again first. ``ask`` returns fewer
     configurations than asked once the grid runs out, and :attr:`exhausted` turns True.
 
-    >>> opt = GridSearch(problem, grid_points=5, order="declared")
+    >>> opt = GridSearch(problem, grid_points=5, order="declared")  # three real ranges
     >>> opt.size_
     125
     """
