@@ -77,6 +77,10 @@ METHODS: Mapping[str, Method] = MappingProxyType(
         for m in (
             Method("rs", "random search", "hpsearch.search.random", stoppable=True),
             Method("ambs", "asynchronous model-based search", "hpsearch.search.ambs", True),
+            Method("grid", "grid search", "hpsearch.search.grid", stoppable=True),
+            Method(
+                "optuna", "search with an Optuna sampler", "hpsearch.search.optuna_search", True
+            ),
             Method("pbt", "population-based training", "hpsearch.search.pbt"),
             Method("rex", "replica exchange of hyperparameters", "hpsearch.search.rex"),
         )

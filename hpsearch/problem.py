@@ -16,7 +16,7 @@ import inspect
 import os
 import pickle
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -63,6 +63,8 @@ class Problem:
         #: Replica exchange: name -> function(value) -> inverse temperature (larger: colder),
         #: for hyperparameters whose default mapping does not fit (see hpsearch.search.rex).
         self.inverse_temperature: dict[str, Callable[[Any], float]] = {}
+        #: Grid search: name -> the values to try (instead of ``--grid-points`` on a range).
+        self.grid: dict[str, Sequence[Any]] = {}
         #: The run function (set by :func:`load_problem` for a problem module).
         self.run: RunFunction | None = run
         #: Set by :func:`load_problem`: the name (or path) workers import the problem by.

@@ -241,6 +241,10 @@ class AskTellScheduler(Scheduler):
         buffer.tell(*self._learnable(ended))
         buffer.forget([r.config for r in results if r.status not in FINISHED])
 
+    @property
+    def exhausted(self) -> bool:
+        return self._buffer is not None and self._buffer.exhausted
+
     def best(self) -> tuple[Config, float] | None:
         # with a stopper the optimizer also learned stopped trials (imputed or last values);
         # the loop's best of the trials trained to their end is the one to report

@@ -42,6 +42,7 @@ class SuggestionBuffer:
         self._inbox: list[tuple[str, list[Any], list[Any]]] = []
         self._want = 0
         self._closed = False
+        self._working = False  # the thread is telling or asking the optimizer
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="hpsearch-optimizer", daemon=True)
         if background:
@@ -75,6 +76,14 @@ class SuggestionBuffer:
         with self._cond:
             self._cond.wait_for(lambda: self._ready or self._error or self._closed, timeout)
             self._raise_if_failed()
+
+    @property
+    def exhausted(self) -> bool:
+        """True when nothing is ready, queued or being asked, and the optimizer has no
+        configuration left to propose."""
+        with self._cond:
+            idle = not (self._ready or self._inbox or self._working)
+            return idle and self.optimizer.exhausted
 
     def tell(self, configs: Sequence[Config], objectives: Sequence[Any]) -> None:
         self._post("tell", list(configs), list(objectives))
@@ -118,23 +127,30 @@ class SuggestionBuffer:
     def _work(self) -> None:
         while True:
             with self._cond:
+                # an exhausted optimizer is asked again only once a result may reopen it
                 self._cond.wait_for(
-                    lambda: self._closed or self._inbox or len(self._ready) < self._want
+                    lambda: (
+                        self._closed
+                        or self._inbox
+                        or (len(self._ready) < self._want and not self.optimizer.exhausted)
+                    )
                 )
                 if self._closed:
                     return
                 inbox, self._inbox = self._inbox, []
+                self._working = True
             try:
                 t0 = time.perf_counter()
                 self._apply(inbox)
                 with self._cond:
                     missing = self._want - len(self._ready)
-                if missing > 0:
-                    configs = self.optimizer.ask(missing)
-                    with self._cond:
+                configs = self.optimizer.ask(missing) if missing > 0 else []
+                with self._cond:
+                    if missing > 0:
                         self.round_seconds = time.perf_counter() - t0
-                        self._ready.extend(configs)
-                        self._cond.notify_all()
+                    self._ready.extend(configs)
+                    self._working = False
+                    self._cond.notify_all()
             except BaseException as err:  # reported to the loop, which stops the search
                 with self._cond:
                     self._error = err

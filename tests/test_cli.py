@@ -416,3 +416,54 @@ def test_an_evaluator_that_cannot_start_leaves_the_output_unlocked(tmp_path, rep
     )
     assert "evaluator failed: Too many open files" in proc.stdout, proc.stderr
     assert "output free" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "message"),
+    [
+        ("grid", ["--grid-points", "1"], "argument --grid-points: must be >= 2, got 1"),
+        ("grid", [], "the real dimension 'x0' needs --grid-points N or values in problem.grid"),
+        (
+            "grid",
+            ["--grid-points", "100"],
+            "the grid has 10,000,000,000 configurations, more than --max-grid 1,000,000",
+        ),
+        ("optuna", ["--sampler", "gp"], "argument --sampler: invalid choice: 'gp'"),
+        ("optuna", ["--sampler-args", "{n: 1}"], "argument --sampler-args: not JSON"),
+        ("optuna", ["--sampler-args", "[1]"], "argument --sampler-args: must be a JSON object"),
+        (
+            "optuna",
+            ["--sampler-args", '{"n_startup": 1}'],
+            """--sampler-args {"n_startup": 1}: TPESampler.__init__() got an unexpected keyword""",
+        ),
+        (
+            "optuna",
+            ["--sampler", "nsga2", "--sampler-args", '{"population_size": 1}'],
+            "`population_size` must be greater than or equal to 2",
+        ),
+        ("optuna", ["--sampler-args", '{"seed": 1}'], "give the seed with --seed"),
+    ],
+)
+def test_bad_method_flags_exit_2_with_one_line(repo_root, tmp_path, method, args, message):
+    output = ["--output", str(tmp_path / "out")]
+    proc = hpsearch("--problem", "problems.ackley", *output, *args, cwd=repo_root, method=method)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not os.path.exists(tmp_path / "out" / "results.csv")
+
+
+def test_without_optuna_the_optuna_method_exits_2_with_the_install_line(repo_root, tmp_path):
+    # Python refuses to import a module whose sys.modules entry is None: Optuna is missing
+    program = (
+        "import sys; sys.modules['optuna'] = None; from hpsearch.cli import main; "
+        "sys.exit(main('optuna', sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", program, "--problem", "problems.ackley", "--output", str(tmp_path)],
+        cwd=repo_root, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        "hpsearch.optuna: error: the optuna method needs Optuna: pip install 'hpsearch[optuna]'"
+    )

@@ -24,6 +24,7 @@ STEPPER = os.path.join(ROOT, "tests", "problem_files", "stepper.py")
 #: Flags a method needs beyond the common ones, kept small so each search takes a second.
 FLAGS = {
     "ambs": ["--n-initial", "3"],
+    "grid": ["--grid-points", "4"],
     "pbt": ["--population", "4", "--max-steps", "6"],
     "rex": ["--replicas", "3", "--ladder", "rate=0.1:1:log", "--max-steps", "6"],
 }

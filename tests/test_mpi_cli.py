@@ -277,3 +277,24 @@ def test_the_master_holds_the_output_until_its_last_file(repo_root, tmp_path):
     assert code == 0, err
     assert f"{HELD}True" in stdout.splitlines()
     assert (out / "best.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "n_evals"),
+    [("grid", ["--grid-points", 3], 15), ("optuna", ["--sampler", "tpe"], 10)],
+)
+def test_grid_and_optuna_searches_run_under_mpirun(repo_root, tmp_path, method, flags, n_evals):
+    out = tmp_path / "out"
+    problem = os.path.join(repo_root, "tests", "problem_files", "small_grid.py")
+    proc = launch(
+        3, "--problem", problem, "--max-evals", 10 if method == "optuna" else 100,
+        "--output", out, "--seed", 5, *flags, cwd=repo_root, method=method,
+    )  # fmt: skip
+    code, stdout, err = finish(proc)
+    assert code == 0, err
+    df = load_results(str(out))
+    assert len(df) == n_evals and (df["status"] == "DONE").all()
+    assert set(df["worker"]) == {1, 2}
+    assert not df.duplicated(["p:x", "p:width", "p:act"]).any()
+    if method == "grid":  # the whole grid once, then the search ends by itself
+        assert "stopped by exhausted" in stdout

@@ -1,8 +1,9 @@
 """The ask/tell contract of :class:`hpsearch.search.base.Optimizer`, checked for every optimizer.
 
-Every test runs over random search and over AMBS with each surrogate, acquisition and liar it
-accepts (the combinations come from the constants the package exports, so a new surrogate,
-acquisition or liar is checked without editing this file).
+Every test runs over random search, grid search, Optuna with each of its samplers and AMBS
+with each surrogate, acquisition and liar it accepts (the combinations come from the constants
+the package exports, so a new sampler, surrogate, acquisition or liar is checked without
+editing this file).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from hpsearch import MLPSpace, Problem, count_neurons
 from hpsearch.search import Optimizer, RandomSearch
 from hpsearch.search.acquisition import ACQUISITIONS
 from hpsearch.search.ambs import AMBS, LIARS
+from hpsearch.search.grid import GridSearch
+from hpsearch.search.optuna_search import SAMPLERS, OptunaSearch
 from hpsearch.search.surrogates import SURROGATES
 from hpsearch.space import Categorical, Config, Integer, Real, Space
 
@@ -55,8 +58,22 @@ def _ambs_spec(surrogate: str, acq: str, liar: str) -> Spec:
     return Spec(f"ambs-{surrogate}-{acq}-{liar}", make, N_INITIAL, rounds)
 
 
+def _grid(problem: Problem, seed: int) -> Optimizer:
+    # 8 points per range on the small spaces; the mixed space's grid would be millions
+    return GridSearch(problem, grid_points=8 if len(problem.space) <= 3 else 3, seed=seed)
+
+
+def _optuna_spec(sampler: str) -> Spec:
+    def make(problem: Problem, seed: int) -> Optimizer:
+        return OptunaSearch(problem, sampler=sampler, seed=seed)
+
+    return Spec(f"optuna-{sampler}", make, 0, DEFAULT_MODEL_ROUNDS)
+
+
 SPECS = [
     Spec("random", lambda problem, seed: RandomSearch(problem, seed=seed), 0, DEFAULT_MODEL_ROUNDS),
+    Spec("grid", _grid, 0, DEFAULT_MODEL_ROUNDS),
+    *(_optuna_spec(sampler) for sampler in SAMPLERS),
     *(
         _ambs_spec(surrogate, acq, liar)
         for surrogate in SURROGATES

@@ -132,6 +132,11 @@ class Optimizer:
                 self.seen_.discard(key)
 
     @property
+    def exhausted(self) -> bool:
+        """True when ``ask`` will never propose a configuration again (a finite method's end)."""
+        return False
+
+    @property
     def n_told(self) -> int:
         return len(self.y_)
 
