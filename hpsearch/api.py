@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -96,12 +97,19 @@ def optimize(
         args = _arguments(chosen, loaded, common, options)
         outcome = run_search(chosen, args, PROG, loaded, show=progress)
     except UsageError as err:
-        raise ValueError(str(err)) from None
+        raise ValueError(keyword_names(str(err))) from None
     if outcome is None:
         return None
     from hpsearch.results import load_results
 
     return load_results(args.output, loaded.space)
+
+
+def keyword_names(message: str) -> str:
+    """A command-line error message in this function's terms: ``--max-evals`` becomes
+    ``max_evals``, ``pass --resume`` becomes ``pass resume=True``."""
+    message = message.replace("pass --resume", "pass resume=True")
+    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), message)
 
 
 def _problem(problem: str | ModuleType | Problem) -> Problem:

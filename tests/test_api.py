@@ -204,9 +204,9 @@ def quadratic():
         (quadratic, {"method": "gp"}, "unknown search method 'gp', expected one of rs, ambs"),
         (quadratic, {"surogate": "ET"}, "unknown option 'surogate' for method 'ambs'"),
         (quadratic, {"method": "rs", "kappa": 1.0}, "unknown option 'kappa' for method 'rs'"),
-        (quadratic, {"surrogate": "XX"}, "argument --surrogate: invalid choice: 'XX'"),
+        (quadratic, {"surrogate": "XX"}, "argument surrogate: invalid choice: 'XX'"),
         (quadratic, {"max_evals": 0}, "max_evals must be >= 1, got 0"),
-        (quadratic, {"workers": 0}, "argument --workers: must be >= 1, got 0"),
+        (quadratic, {"workers": 0}, "argument workers: must be >= 1, got 0"),
         (quadratic, {"no_isolation": "yes"}, "option 'no_isolation' is True or False"),
         ("problems.nonexistent", {}, "cannot import problem module 'problems.nonexistent'"),
         (42, {}, "problem must be a module name or path, a module or a hpsearch.Problem"),
@@ -225,7 +225,10 @@ def test_bad_input_is_one_line_before_any_evaluation(tmp_path, problem, kwargs, 
 def test_output_holding_another_search_needs_resume(tmp_path):
     hp.optimize(quadratic(), "rs", max_evals=2, workers=1, output=str(tmp_path), progress=False)
     before = (tmp_path / "results.csv").read_text()
-    with pytest.raises(ValueError, match=r"results.csv exists: pass --resume") as raised:
+    with pytest.raises(
+        ValueError,
+        match=r"results.csv exists: pass resume=True to continue it or choose another output",
+    ) as raised:
         hp.optimize(quadratic(), "rs", max_evals=4, workers=1, output=str(tmp_path))
     assert "\n" not in str(raised.value)
     assert (tmp_path / "results.csv").read_text() == before
