@@ -1,4 +1,5 @@
-"""Ending a search as a batch system does: SIGKILL to all of its processes at once."""
+"""Ending a search as a batch system does (SIGKILL to all of its processes at once), and
+waiting for one under a guard that kills its whole session."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,3 +32,15 @@ def kill_when(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    """Wait for ``proc`` (started with ``start_new_session=True``) and return its exit code,
+    stdout and stderr; past ``timeout`` seconds kill its whole session and fail the test."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"{proc.args[0]} did not finish within {timeout} s")
+    return proc.returncode, out, err

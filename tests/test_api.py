@@ -15,6 +15,7 @@ import pytest
 
 import hpsearch as hp
 from hpsearch.report import show
+from tests.killing import finish
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -279,13 +280,7 @@ class TestUnderMpirun:
             text=True,
             start_new_session=True,  # the guard kills mpirun and every rank at once
         )
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            pytest.fail(f"mpirun did not finish within {timeout} s")
-        return proc.returncode, out, err
+        return finish(proc, timeout)
 
     def test_rank_0_gets_the_results_and_the_others_none(self, tmp_path):
         write_script(tmp_path, max_evals=8, shift=0.5)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from hpsearch import load_results
+from tests.killing import finish
 
 BIN = os.path.dirname(sys.executable)
 MPIRUN = os.path.join(BIN, "mpirun")
@@ -37,16 +38,6 @@ def launch(n, *args, cwd, env=None, method="rs", program=None):
         text=True,
         start_new_session=True,  # the guard can kill mpirun and every rank at once
     )
-
-
-def finish(proc, timeout=GUARD):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"mpirun did not finish within {timeout} s")
-    return proc.returncode, out, err
 
 
 def rank_pids(rank, marker):
@@ -85,7 +76,7 @@ def test_failures_are_recorded_and_every_rank_lives_on(repo_root, tmp_path, faul
         4, "--problem", faulty_problem, "--max-evals", 16, "--output", out, "--eval-timeout", 1,
         "--seed", 1, cwd=repo_root, env={"HPSEARCH_FAULTY_MODES": "ok,raise,nan,abort,hang"},
     )  # fmt: skip
-    code, _, err = finish(proc)
+    code, _, err = finish(proc, GUARD)
     assert code == 0, err
     df = load_results(str(out))
     assert len(df) == 16 and df["job_id"].is_unique
@@ -159,7 +150,7 @@ def test_a_second_search_on_a_running_ones_output_exits_2(repo_root, tmp_path):
     assert finish(first, timeout=60)[0] != 0
     n_before = len(load_results(str(out)))
     resumed = launch(3, *args, "--max-evals", n_before + 3, "--resume", cwd=repo_root, env=env)
-    code, _, err = finish(resumed)
+    code, _, err = finish(resumed, GUARD)
     assert code == 0, err
     df = load_results(str(out))
     assert df["job_id"].is_unique and (df["status"] == "DONE").sum() >= n_before + 3
@@ -199,7 +190,7 @@ def test_trials_report_and_checkpoint_under_mpirun(repo_root, tmp_path, isolatio
         "--keep-checkpoints", 2, *isolation, cwd=repo_root,
         env={"HPSEARCH_STEPPER_STEPS": "4", "HPSEARCH_STEPPER_SLEEP": "0.05"},
     )  # fmt: skip
-    code, _, err = finish(proc)
+    code, _, err = finish(proc, GUARD)
     assert code == 0, err
     df = load_results(str(out))
     steps = pd.read_csv(out / "steps.csv")
@@ -221,7 +212,7 @@ def test_population_based_training_under_mpirun(repo_root, tmp_path):
         "--output", out, "--seed", 0, cwd=repo_root, method="pbt",
         env={"HPSEARCH_STEPPER_SLEEP": "0.02"},
     )  # fmt: skip
-    code, stdout, err = finish(proc)
+    code, stdout, err = finish(proc, GUARD)
     assert code == 0, err
     assert "stopped by exhausted" in stdout
     df = load_results(str(out))
@@ -238,7 +229,7 @@ def test_replica_exchange_under_mpirun(repo_root, tmp_path):
         "--exchange-every", 2, "--max-steps", 6, "--output", out, "--seed", 0,
         cwd=repo_root, method="rex", env={"HPSEARCH_STEPPER_SLEEP": "0.02"},
     )  # fmt: skip
-    code, stdout, err = finish(proc)
+    code, stdout, err = finish(proc, GUARD)
     assert code == 0, err
     assert "stopped by exhausted" in stdout
     df = load_results(str(out))
@@ -254,7 +245,7 @@ def test_successive_halving_under_mpirun(repo_root, tmp_path):
         5, "--problem", curves, "--max-evals", 24, "--stopper", "asha", "--max-steps", 9,
         "--output", out, "--seed", 0, cwd=repo_root, env={"HPSEARCH_CURVES_SLEEP": "0.02"},
     )  # fmt: skip
-    code, _, err = finish(proc)
+    code, _, err = finish(proc, GUARD)
     assert code == 0, err
     df = load_results(str(out))
     assert len(df) == 24 and (df["status"] == "DONE").all() and set(df["worker"]) == {1, 2, 3, 4}
@@ -290,7 +281,7 @@ def test_grid_and_optuna_searches_run_under_mpirun(repo_root, tmp_path, method, 
         3, "--problem", problem, "--max-evals", 10 if method == "optuna" else 100,
         "--output", out, "--seed", 5, *flags, cwd=repo_root, method=method,
     )  # fmt: skip
-    code, stdout, err = finish(proc)
+    code, stdout, err = finish(proc, GUARD)
     assert code == 0, err
     df = load_results(str(out))
     assert len(df) == n_evals and (df["status"] == "DONE").all()
