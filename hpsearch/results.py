@@ -83,8 +83,7 @@ class ResultsExist(ResultsError):
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()  # a plain number, not numpy's repr
+    value = _python(value)  # a plain number, not numpy's repr
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
@@ -282,6 +281,8 @@ class ResultsLog:
                 "the checkpoints name them)",
                 self.submitted_path,
             )
+        #: The reports of the run being resumed (steps.csv; empty for a new search).
+        self.previous_steps = load_steps(output_dir) if resume else load_steps("")
         self._used_ids = self._ids_in_use() if resume else set()
         # all read and checked: from here on the directory is written
         self.table = CsvTable(self.path, head, ["error"], fsync, resume)
@@ -319,7 +320,7 @@ class ResultsLog:
         ids = set(self.journal_file.ids)
         if len(self.previous):
             ids.update(self.previous["job_id"].astype(int))
-        steps = load_steps(self.output_dir)
+        steps = self.previous_steps
         ids.update(pd.to_numeric(steps["job_id"], errors="coerce").dropna().astype(int))
         checkpoints = os.path.join(self.output_dir, CHECKPOINTS_DIR)
         if os.path.isdir(checkpoints):
@@ -348,7 +349,7 @@ class ResultsLog:
             "t_end": out.t_end - self.t0,
             "handout_latency": job.handout_latency,
             **{_metric_column(k): v for k, v in out.metrics.items()},
-            "error": " ".join(out.error.split()),  # one line per row, whatever the message
+            "error": _one_line(out.error),  # one line per row, whatever the message
         }
         if job.member is not None or job.parent is not None:
             row.update(member=job.member, parent=job.parent)
@@ -556,8 +557,8 @@ def load_results(path: str, space: Space | None = None) -> pd.DataFrame:
     return df
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def _complete_text(path: str) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpsearch.evaluation import FINISHED, Job, Result
 from hpsearch.problem import Problem
-from hpsearch.results import ResultsLog, load_steps, stopped_mask, valid_reports
+from hpsearch.results import ResultsLog, stopped_mask, valid_reports
 from hpsearch.search.base import Optimizer
 from hpsearch.space import Config
 from hpsearch.suggestions import SuggestionBuffer
@@ -167,7 +167,7 @@ class AskTellScheduler(Scheduler):
         self.optimizer.mark_pending([job.config for job in rerun])
         self.optimizer.mark_pending([config for config, _ in self._stopped])
         if self.stopper is not None:
-            self._replay(load_steps(log.output_dir))
+            self._replay(log.previous_steps)
 
     def _replay(self, steps: Any) -> None:
         """Give the stopper the reports of an earlier run, in the order they came, so that

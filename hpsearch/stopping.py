@@ -14,8 +14,8 @@ have reported so far.
   ``min_steps`` on, a trial stops when its value at a step is worse than the median of the
   values the other trials reported at that step, once ``min_trials`` others have.
 
-Both keep their values sorted, so a decision costs a logarithm of the trials, not a pass
-over them: the master answers reports from thousands of workers.
+Both keep their values sorted, so a decision is a binary search and an insertion, not a
+sort or a pass computing a quantile: the master answers reports from thousands of workers.
 """
 
 from __future__ import annotations
@@ -47,10 +47,6 @@ class Stopper:
         """The highest rung trial ``job_id`` reached (None: the stopper has no rungs, or the
         trial reached none)."""
         return None
-
-    def parameters(self) -> dict[str, object]:
-        """The stopper's settings, as plain JSON values."""
-        raise NotImplementedError
 
 
 def _check_steps(min_steps: int, max_steps: int | None) -> None:
@@ -101,14 +97,6 @@ class ASHA(Stopper):
     def rung(self, job_id: int) -> int | None:
         return self.reached.get(job_id)
 
-    def parameters(self) -> dict[str, object]:
-        return {
-            "stopper": "asha",
-            "min_steps": self.min_steps,
-            "max_steps": self.max_steps,
-            "reduction_factor": self.reduction_factor,
-        }
-
 
 class MedianStopper(Stopper):
     """Stop a trial whose value at a step (from ``min_steps`` on) is worse than the median of
@@ -128,9 +116,6 @@ class MedianStopper(Stopper):
         )
         bisect.insort(others, value)
         return stop
-
-    def parameters(self) -> dict[str, object]:
-        return {"stopper": "median", "min_steps": self.min_steps, "min_trials": self.min_trials}
 
 
 def _quantile(ordered: list[float], q: float) -> float:

@@ -33,7 +33,7 @@ from hpsearch.arguments import positive_int
 from hpsearch.curve import Curve
 from hpsearch.evaluation import DONE, FINISHED, Job, Result
 from hpsearch.problem import Problem, takes_trial
-from hpsearch.results import ResultsLog, load_steps, valid_reports
+from hpsearch.results import ResultsLog, valid_reports
 from hpsearch.scheduling import Scheduler, TrialPlan
 from hpsearch.search.base import Seed
 from hpsearch.search.population import Member, best_member, restore_members
@@ -153,7 +153,7 @@ class PBT(Scheduler):
             if not len(done) or "parent" not in done
             else dict(zip(done["job_id"].astype(int), done["parent"], strict=True))
         )
-        steps = valid_reports(load_steps(log.output_dir))
+        steps = valid_reports(log.previous_steps)
         reports = dict(iter(steps.groupby(steps["job_id"].astype(int)))) if len(steps) else {}
         for curve, member in zip(self.curves, self.members, strict=True):
             if not math.isfinite(member.value):
