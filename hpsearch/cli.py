@@ -291,12 +291,14 @@ def _restore(
     evaluator."""
     from hpsearch.loop import Progress, Search
     from hpsearch.results import ResultsExist, ResultsLog
+    from hpsearch.search.base import UnsuitedProblem
     from hpsearch.search_record import (
         SearchMismatch,
         resume_record,
         search_record,
         write_search,
     )
+    from hpsearch.suggestions import OptimizerError
 
     record = search_record(method.name, method.parameters(args), problem, args.seed)
     if args.resume:
@@ -329,6 +331,12 @@ def _restore(
                 rerun,
                 args.keep_checkpoints,
             ).run()
+        except UnsuitedProblem as err:  # learning from the results of an earlier run
+            raise UsageError(str(err)) from None
+        except OptimizerError as err:
+            if isinstance(err.__cause__, UnsuitedProblem):
+                raise UsageError(str(err.__cause__)) from None
+            raise
         finally:
             results_log.close()
 

@@ -428,7 +428,7 @@ def test_an_evaluator_that_cannot_start_leaves_the_output_unlocked(tmp_path, rep
             ["--grid-points", "100"],
             "the grid has 10,000,000,000 configurations, more than --max-grid 1,000,000",
         ),
-        ("optuna", ["--sampler", "gp"], "argument --sampler: invalid choice: 'gp'"),
+        ("optuna", ["--sampler", "bohb"], "argument --sampler: invalid choice: 'bohb'"),
         ("optuna", ["--sampler-args", "{n: 1}"], "argument --sampler-args: not JSON"),
         ("optuna", ["--sampler-args", "[1]"], "argument --sampler-args: must be a JSON object"),
         (

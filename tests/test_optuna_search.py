@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -117,6 +118,55 @@ def test_cma_es_refuses_several_objectives_naming_the_samplers_that_take_them():
     configs = opt.ask(2)
     with pytest.raises(ValueError, match="CMA-ES handles one: use --sampler nsga2"):
         opt.tell(configs, [[1.0, 2.0], [2.0, 1.0]])
+
+
+TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.skipif(TORCH, reason="PyTorch is installed: the gp sampler runs")
+def test_the_gp_sampler_without_pytorch_is_refused_before_the_search_starts(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpsearch.optuna", "--problem", SMALL, "--sampler", "gp",
+         "--output", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "hpsearch.optuna: error: the gp sampler needs torch: pip install torch"
+    )
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+@pytest.mark.skipif(not TORCH, reason="the gp sampler needs PyTorch, which is not installed")
+def test_the_gp_sampler_learns_from_the_results():
+    problem = Problem("reals", direction="minimize")
+    problem.add_hyperparameter("lr", (1e-4, 1e-1, "log-uniform"))
+    opt = OptunaSearch(problem, sampler="gp", sampler_args={"n_startup_trials": 4}, seed=0)
+    for _ in range(8):
+        configs = opt.ask(1)
+        opt.tell(configs, [abs(math.log10(c["lr"]) + 2) for c in configs])
+    assert len(opt.study_.get_trials(states=(TrialState.COMPLETE,))) == 8
+
+
+def test_cma_es_on_two_objectives_stops_in_one_line_keeping_what_finished(tmp_path):
+    def optuna_cmaes(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "hpsearch.optuna", "--problem", SMALL, "--sampler", "cmaes",
+             "--workers", "1", "--max-evals", "12", "--output", str(tmp_path), *flags],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "HPSEARCH_SMALL_OBJECTIVES": "2"},
+        )  # fmt: skip
+
+    first = optuna_cmaes()
+    assert first.returncode == 2, first.stderr
+    message = "returns 2 objectives, and CMA-ES handles one: use --sampler nsga2"
+    assert first.stderr.strip().splitlines()[-1] == (
+        f"hpsearch.optuna: error: problem 'small_grid' {message} (or tpe)"
+    )
+    assert "Traceback" not in first.stderr
+    assert (load_results(str(tmp_path))["status"] == "DONE").sum() >= 1
+    again = optuna_cmaes("--resume")  # refused from results.csv alone
+    assert again.returncode == 2 and message in again.stderr and "Traceback" not in again.stderr
 
 
 def test_python_m_hpsearch_optuna_runs_nsga2_on_two_objectives(tmp_path):

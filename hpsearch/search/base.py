@@ -29,6 +29,11 @@ def is_failure(objective: Any) -> bool:
         return True
 
 
+class UnsuitedProblem(ValueError):
+    """The problem's results do not suit the method (several objectives for a method that
+    minimises one): the search stops with this one-line message, keeping what finished."""
+
+
 class Optimizer:
     """Proposes configurations (``ask``) and learns from their outcomes (``tell``).
 

@@ -11,6 +11,7 @@ when an optimizer is built, so that ``--help`` works without it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpsearch.problem import Problem
-from hpsearch.search.base import Optimizer, Seed
+from hpsearch.search.base import Optimizer, Seed, UnsuitedProblem
 from hpsearch.space import Categorical, Config, Dimension, Integer, Real
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 SAMPLERS = {
     "tpe": "TPESampler",
     "cmaes": "CmaEsSampler",
+    "gp": "GPSampler",
     "nsga2": "NSGAIISampler",
     "qmc": "QMCSampler",
     "random": "RandomSampler",
@@ -47,6 +49,8 @@ DEFAULT_ARGS: dict[str, dict[str, Any]] = {
     "qmc": {"scramble": True, "warn_independent_sampling": False},
 }
 INSTALL = "pip install 'hpsearch[optuna]'"
+#: Samplers that need a package Optuna imports only once they sample: name -> (module, install).
+NEEDS = {"gp": ("torch", "pip install torch")}
 
 
 def require_optuna() -> ModuleType:
@@ -70,6 +74,9 @@ def make_sampler(
     if "seed" in sampler_args:
         raise ValueError("--sampler-args: give the seed with --seed, not as a sampler argument")
     optuna = require_optuna()
+    if name in NEEDS and importlib.util.find_spec(NEEDS[name][0]) is None:
+        module, install = NEEDS[name]
+        raise ValueError(f"the {name} sampler needs {module}: {install}")
     cls = getattr(optuna.samplers, SAMPLERS[name])
     kwargs = {**DEFAULT_ARGS.get(name, {}), **sampler_args, "seed": seed}
     try:
@@ -106,7 +113,8 @@ def _suggest(trial: optuna.trial.Trial, dim: Dimension) -> Any:
 
 
 class OptunaSearch(Optimizer):
-    """Ask an Optuna sampler (``"tpe"``, ``"cmaes"``, ``"nsga2"``, ``"qmc"``, ``"random"``)
+    """Ask an Optuna sampler (``"tpe"``, ``"cmaes"``, ``"gp"``, ``"nsga2"``, ``"qmc"``,
+    ``"random"``)
     for configurations, with ``sampler_args`` as the sampler's keyword arguments.
 
     The study minimises the objectives as :class:`Optimizer` stores them; it becomes
@@ -225,7 +233,7 @@ class OptunaSearch(Optimizer):
         from optuna.trial import TrialState
 
         if isinstance(self.sampler_, optuna.samplers.CmaEsSampler):
-            raise ValueError(
+            raise UnsuitedProblem(
                 f"problem {self.problem.name!r} returns {k} objectives, and CMA-ES handles one: "
                 "use --sampler nsga2 (or tpe)"
             )
