@@ -141,3 +141,27 @@ def test_vectorised_replicas_equal_separately_trained_ones():
         assert not np.allclose(single.get_weights()[0], initial[r][0])  # it did train
         alone = single.predict(x, verbose=0)[:, 0]
         np.testing.assert_allclose(together[:, r], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_topology_grid_walks_the_widths_within_the_neuron_budget(tmp_path):
+    from problems.hgcal_pid.model import NEURON_BUDGET
+
+    out = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "hpsearch.grid", "--problem", "problems.hgcal_pid.topology"]
+    cmd += ["--grid-points", "2", "--max-evals", "10", "--workers", "1", "--no-isolation"]
+    proc = subprocess.run(
+        [*cmd, "--output", str(out)],
+        cwd=ROOT,
+        env={**os.environ, **QUICK},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "over 4 configurations" in proc.stderr  # 4 or 128 per layer, two 128s too many
+    df = load_results(str(out))
+    widths = df[["p:units_0", "p:units_1", "p:units_2"]]
+    assert (df["status"] == "DONE").all() and len(df) == 4
+    assert set(widths.to_numpy().ravel()) == {4, 128}
+    assert (widths.sum(axis=1) <= NEURON_BUDGET).all()
+    assert (df["m:n_neurons"] == widths.sum(axis=1)).all()
