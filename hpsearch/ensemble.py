@@ -205,10 +205,10 @@ def problem_metric(record: Mapping[str, Any] | None, task: str) -> tuple[Metric,
         return default, f"default: {err}"
     if problem.score_predictions is None:
         return default, f"default: problem {problem.name!r} defines no score_predictions"
-    metric = Metric(
-        f"{problem.name} objective", problem.score_predictions, problem.direction == "maximize"
-    )
-    return metric, f"problem {problem.name!r}: score_predictions"
+    function = getattr(problem.score_predictions, "__name__", "<lambda>")
+    name = f"{problem.name} objective" if function == "<lambda>" else f"{function} ({problem.name})"
+    metric = Metric(name, problem.score_predictions, problem.direction == "maximize")
+    return metric, "the problem's score_predictions"
 
 
 # ---- selection ----------------------------------------------------------------------------
