@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,7 @@ def load_predictions(directory: str | os.PathLike[str]) -> Predictions:
             return checked_predictions(data["y_pred"], data["y_true"], str(data["task"]))
     except FileNotFoundError:
         raise
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} holds no predictions: {err}") from None
 
 

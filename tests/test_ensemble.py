@@ -332,6 +332,9 @@ def test_save_predictions_checks_shapes_and_skips_without_a_trial(tmp_path):
     assert checked_predictions([[0.2], [0.7]], [0, 1], "classification").y_pred.shape == (2,)
     with pytest.raises(FileNotFoundError):
         load_predictions(tmp_path)
+    (tmp_path / PREDICTIONS_FILE).write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ValueError, match="holds no predictions"):
+        load_predictions(tmp_path)
 
 
 TINY_KERAS = """
