@@ -618,7 +618,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.ense
         "--method", choices=METHODS, default="greedy", help="selection method (default greedy)"
     )
     parser.add_argument(
-        "--output", default=None, help=f"where to write (default: OUTPUT/{ENSEMBLE_DIR})"
+        "--output",
+        metavar="DIR",
+        default=None,
+        help=f"where to write (default: OUTPUT/{ENSEMBLE_DIR})",
     )
     args = parser.parse_args(argv)
     try:
