@@ -18,6 +18,7 @@ Selection needs numpy only; :meth:`Ensemble.predict` loads the members' Keras mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from hpsearch.arguments import EXIT_USAGE, ArgumentParser, positive_int
 from hpsearch.checkpoints import CHECKPOINTS_DIR, read_marker, write_atomically
 from hpsearch.evaluation import DONE
-from hpsearch.problem import ProblemLoadError, load_problem
+from hpsearch.problem import Problem, ProblemLoadError, load_problem
 from hpsearch.report import infer_maximize
 from hpsearch.results import PARAM_PREFIX, RESULTS_FILE, load_results
 from hpsearch.search_record import read_search
@@ -190,20 +191,25 @@ DEFAULT_METRICS = {
 }
 
 
-def problem_metric(record: Mapping[str, Any] | None, task: str) -> tuple[Metric, str]:
-    """The metric of the problem a ``search.json`` record names, and a note on the choice.
-
-    The problem's ``score_predictions`` (in its direction) when it defines one; otherwise the
-    task's default (accuracy; mean squared error), with the reason in the note.
-    """
-    default = DEFAULT_METRICS[task]
+def recorded_problem(record: Mapping[str, Any] | None) -> tuple[Problem | None, str]:
+    """The problem a ``search.json`` record names, imported; None and the reason when it
+    cannot be."""
     source = ((record or {}).get("problem") or {}).get("source")
     if not isinstance(source, str):
-        return default, "default: the search records no problem module"
+        return None, "the search records no problem module"
     try:
-        problem = load_problem(source)
+        return load_problem(source), ""
     except ProblemLoadError as err:
-        return default, f"default: {err}"
+        return None, str(err)
+
+
+def problem_metric(problem: Problem | None, task: str, reason: str = "") -> tuple[Metric, str]:
+    """The metric of ``problem`` and a note on the choice: its ``score_predictions`` (in its
+    direction) when it defines one, otherwise the task's default (accuracy; mean squared
+    error) with the reason (``reason``: why there is no problem)."""
+    default = DEFAULT_METRICS[task]
+    if problem is None:
+        return default, f"default: {reason or 'no problem'}"
     if problem.score_predictions is None:
         return default, f"default: problem {problem.name!r} defines no score_predictions"
     function = getattr(problem.score_predictions, "__name__", "<lambda>")
@@ -350,6 +356,8 @@ class Ensemble:
     predictions: np.ndarray
     std: np.ndarray | None
     y_true: np.ndarray
+    #: The hyperparameters' names, in the order of results.csv.
+    parameters: list[str] = field(default_factory=list)
     _models: list[Any] | None = field(default=None, repr=False)
 
     @property
@@ -417,6 +425,7 @@ def _config(row: Mapping[Any, Any]) -> dict[str, Any]:
         str(key)[len(PARAM_PREFIX) :]: value
         for key, value in row.items()
         if str(key).startswith(PARAM_PREFIX)
+        and value is not None
         and not (isinstance(value, float) and math.isnan(value))
     }
 
@@ -495,10 +504,13 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
         raise EnsembleError(f"{output_dir!r} is not a directory")
     if not os.path.isfile(os.path.join(output_dir, RESULTS_FILE)):
         raise EnsembleError(f"{output_dir!r} holds no {RESULTS_FILE}")
+    problem, reason = recorded_problem(read_search(output_dir))
     df = load_results(output_dir)
     if len(df) and "job_id" not in df.columns:
         raise EnsembleError(f"{os.path.join(output_dir, RESULTS_FILE)} has no column 'job_id'")
-    record = read_search(output_dir)
+    if problem is not None:
+        with contextlib.suppress(ValueError):  # a space changed since: configs as pandas reads them
+            df = load_results(output_dir, problem.space)  # each value of its declared type
     found, skipped = _candidates(output_dir, df)
     if not found:
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no jobs"
@@ -511,7 +523,7 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
     found.sort(key=lambda c: -(sign * c.objective) if not math.isnan(c.objective) else math.inf)
     _consistent(found)
     task, y_true = found[0].predictions.task, found[0].predictions.y_true
-    metric, note = problem_metric(record, task)
+    metric, note = problem_metric(problem, task, reason)
     predictions = np.stack([c.predictions.y_pred for c in found])
     ranking = [sign * c.objective for c in found]
     counts = select(method, predictions, y_true, metric, k, ranking)
@@ -541,6 +553,9 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
         predictions=mean,
         std=std if task == "regression" else None,
         y_true=y_true,
+        parameters=[
+            str(c)[len(PARAM_PREFIX) :] for c in df.columns if str(c).startswith(PARAM_PREFIX)
+        ],
     )
 
 
@@ -561,17 +576,19 @@ def write(ensemble: Ensemble, directory: str | os.PathLike[str]) -> dict[str, Pa
         }
         for m, w in zip(ensemble.members, ensemble.weights, strict=True)
     ]
+    columns = ["job_id", "count", "weight", "score", "objective"]
+    columns += [PARAM_PREFIX + name for name in ensemble.parameters]
     arrays = {"val_pred.npy": ensemble.predictions, "val_true.npy": ensemble.y_true}
     if ensemble.std is not None:
         arrays["val_std.npy"] = ensemble.std
+    table = pd.DataFrame(rows, columns=columns, dtype=object)  # integers stay integers
+    summary = json.dumps(ensemble.summary(), indent=2) + "\n"
     paths = {
         "members.csv": write_atomically(
-            directory, "members.csv", lambda p: pd.DataFrame(rows).to_csv(p, index=False)
+            directory, "members.csv", lambda p: table.to_csv(p, index=False)
         ),
         "ensemble.json": write_atomically(
-            directory,
-            "ensemble.json",
-            lambda p: Path(p).write_text(json.dumps(ensemble.summary(), indent=2) + "\n"),
+            directory, "ensemble.json", lambda p: Path(p).write_text(summary)
         ),
     }
     for name, values in arrays.items():
