@@ -16,12 +16,14 @@ files takes milliseconds that the master's hand-out should not wait for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Collection, Mapping
+import tempfile
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +177,25 @@ class CheckpointStore:
         if self._deleter is not None:
             self._deleter.shutdown(wait=True)
             self._deleter = None
+
+
+def write_atomically(
+    directory: str | os.PathLike[str], name: str, write: Callable[[str], Any]
+) -> Path:
+    """``write(path)`` to a temporary file in ``directory``, then rename it to ``name``; return
+    the final path. A process killed meanwhile leaves the previous file or the new one, never a
+    part; the temporary file is removed when ``write`` raises."""
+    directory = Path(directory)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=Path(name).suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return directory / name
 
 
 def remove_empty_root(output_dir: str) -> None:

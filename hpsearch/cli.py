@@ -404,8 +404,8 @@ def _silent(*_: object) -> None:
 
 
 def console_main(argv: Sequence[str] | None = None) -> int:
-    """The ``hpsearch`` console script: ``hpsearch <method> [options]``, ``hpsearch report``
-    and ``hpsearch simulate``."""
+    """The ``hpsearch`` console script: ``hpsearch <method> [options]``, ``hpsearch report``,
+    ``hpsearch simulate`` and ``hpsearch ensemble``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "report":
         from hpsearch.report import main as report_main
@@ -415,10 +415,14 @@ def console_main(argv: Sequence[str] | None = None) -> int:
         from hpsearch.simulate import main as simulate_main
 
         return simulate_main(argv[1:], prog="hpsearch simulate")
+    if argv and argv[0] == "ensemble":
+        from hpsearch.ensemble import main as ensemble_main
+
+        return ensemble_main(argv[1:], prog="hpsearch ensemble")
     names = method_names()
     if not argv or argv[0] not in names:
         print(
-            f"usage: hpsearch {{{','.join([*names, 'report', 'simulate'])}}} [options]   "
+            f"usage: hpsearch {{{','.join([*names, 'report', 'simulate', 'ensemble'])}}} [options]   "
             "(hpsearch <command> --help)",
             file=sys.stderr,
         )

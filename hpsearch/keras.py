@@ -12,13 +12,14 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+
+from hpsearch.checkpoints import write_atomically
 
 if TYPE_CHECKING:
     from hpsearch.trial import Trial
@@ -310,13 +311,13 @@ def save_checkpoint(
     record = {"step": int(step), "model": name, "state": state, "random_state": random_state}
     text = json.dumps(record, indent=1)  # first: a state that is not JSON changes nothing
     with _plain_optimizer(getattr(model, "optimizer", None)):
-        _write_atomically(directory, name, model.save)
+        write_atomically(directory, name, model.save)
 
     def write_json(path: str) -> None:
         with open(path, "w") as f:
             f.write(text)
 
-    _write_atomically(directory, CHECKPOINT_FILE, write_json)
+    write_atomically(directory, CHECKPOINT_FILE, write_json)
     for old in directory.glob("model-*.keras"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -358,19 +359,6 @@ def _random_variables(model: keras.Model) -> list[Any]:
     """Variables of ``model`` that are not weights: the states of its layers' seed generators."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
-
-
-def _write_atomically(directory: Path, name: str, write: Callable[[str], Any]) -> None:
-    """``write(path)`` to a temporary file in ``directory``, then rename it to ``name``."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=Path(name).suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, directory / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

@@ -65,6 +65,9 @@ class Problem:
         self.inverse_temperature: dict[str, Callable[[Any], float]] = {}
         #: Grid search: name -> the values to try (instead of ``--grid-points`` on a range).
         self.grid: dict[str, Sequence[Any]] = {}
+        #: Ensembles (hpsearch.ensemble): ``fn(y_true, y_pred) -> float``, the objective of
+        #: saved validation predictions, in this problem's direction (None: a default metric).
+        self.score_predictions: Callable[[Any, Any], float] | None = None
         #: The run function (set by :func:`load_problem` for a problem module).
         self.run: RunFunction | None = run
         #: Set by :func:`load_problem`: the name (or path) workers import the problem by.

@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 
 from hpsearch import MLPSpace, Problem, count_params
+from hpsearch.ensemble import accuracy, save_predictions
 from hpsearch.trial import Trial
 
 #: HPSEARCH_QUICK=1: a 300-image training subset and 2 epochs, for tests.
@@ -39,6 +40,8 @@ problem.add_hyperparameter("batch_size", [16, 32, 64, 128], ordinal=True, defaul
 problem.add_hyperparameter("schedule", ["constant", "one_cycle"], default="constant")
 #: What population-based training may change during training (the rest shapes the network).
 problem.mutable = ["learning_rate", "batch_size"]
+#: An ensemble's objective, from its averaged class probabilities.
+problem.score_predictions = accuracy
 
 
 @cache
@@ -65,6 +68,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     given, ends at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
     A segment of a population member (PBT, replica exchange) never stops early and returns
     the validation accuracy of its last epoch: the network as the member carries it on.
+    With a trial, the validation class probabilities of the network as checkpointed (its last
+    epoch) are saved too, for :mod:`hpsearch.ensemble`.
     """
     import keras
 
@@ -122,6 +127,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
         callbacks=callbacks,
         verbose=0,
     )
+    if trial is not None:
+        save_predictions(trial, model.predict(X_val, verbose=0), y_val)
     return {
         "objective": stop.judged_logs["val_accuracy"],
         **stop.report(),

@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 
 from hpsearch import MLPSpace, Problem, count_macs, count_neurons, count_params
+from hpsearch.ensemble import save_predictions
 from hpsearch.trial import Trial
 from problems.hgcal_pid.showers import N_LAYERS, generate, misidentification
 
@@ -41,6 +42,15 @@ problem.mutable = ["learning_rate", "batch_size"]
 problem.add_constraint(lambda config: count_neurons(config) <= NEURON_BUDGET)
 
 
+def purity(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """1 - pion misidentification at EFFICIENCY: the objective of electron probabilities."""
+    return 1.0 - misidentification(y_pred, y_true, EFFICIENCY)
+
+
+#: An ensemble's objective, from its averaged electron probabilities.
+problem.score_predictions = purity
+
+
 @cache
 def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Generated training and validation showers (fixed seeds, so every worker agrees)."""
@@ -59,6 +69,8 @@ def run(config: dict, trial: Trial | None = None) -> dict:
     ends at epoch ``trial.max_steps`` (default EPOCHS) and stops when the search asks.
     A segment of a population member (PBT, replica exchange) never stops early and returns
     the purity of its last epoch: the network as the member carries it on.
+    With a trial, the validation electron probabilities of the network as checkpointed (its
+    last epoch) are saved too, for :mod:`hpsearch.ensemble`.
     """
     import keras
 
@@ -104,7 +116,7 @@ def run(config: dict, trial: Trial | None = None) -> dict:
 
     def add_purity(epoch: int, logs: dict) -> None:
         scores = keras.ops.convert_to_numpy(model(X_val, training=False))
-        logs["val_purity"] = 1.0 - misidentification(scores, y_val, EFFICIENCY)
+        logs["val_purity"] = purity(y_val, scores)
 
     # Purity first, so early stopping keeps it among the best epoch's logs.
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=add_purity), stop, *schedule]
@@ -124,11 +136,13 @@ def run(config: dict, trial: Trial | None = None) -> dict:
         callbacks=callbacks,
         verbose=0,
     )
-    purity = stop.judged_logs["val_purity"]
+    if trial is not None:
+        save_predictions(trial, model.predict(X_val, verbose=0), y_val)
+    judged = stop.judged_logs["val_purity"]
     neurons = count_neurons(config)
     return {
-        "objective": [purity, -float(neurons)] if MULTI else purity,
-        "pion_misid": 1.0 - purity,
+        "objective": [judged, -float(neurons)] if MULTI else judged,
+        "pion_misid": 1.0 - judged,
         "n_neurons": neurons,
         "n_params": count_params(config, N_LAYERS, 1),
         "n_macs": count_macs(config, N_LAYERS, 1),
