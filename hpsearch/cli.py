@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -377,11 +378,17 @@ def report(outcome: SearchOutcome, output_dir: str, space: Space, show: bool = T
     from hpsearch.search_record import best_job_id, write_best
 
     say = print if show else _silent
+    if math.isnan(outcome.active_utilisation):  # a resumed search with nothing left to run
+        busy = "no evaluation ran"
+    else:
+        busy = (
+            f"workers busy {outcome.utilisation:.1%} of the wall time, "
+            f"{outcome.active_utilisation:.1%} from the first start to the last end "
+            "(the report's utilisation)"
+        )
     say(
         f"finished {outcome.n_finished} evaluations ({outcome.n_failed} failed) in "
-        f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; workers busy "
-        f"{outcome.utilisation:.1%} of the wall time, {outcome.active_utilisation:.1%} from the "
-        "first start to the last end (the report's utilisation)"
+        f"{outcome.wall_time:.1f} s, stopped by {outcome.stopped_by}; {busy}"
     )
     df = load_results(output_dir, space)
     latency = df["handout_latency"].dropna().to_numpy()

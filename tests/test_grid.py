@@ -189,3 +189,11 @@ def test_python_m_hpsearch_grid_says_the_size_and_stops_exhausted(tmp_path):
     df = load_results(str(tmp_path))
     assert np.all(df["status"] == "DONE")
     assert math.isclose(df["objective"].min(), 0.04)  # x = 0.5, width 8
+    again = subprocess.run(
+        [sys.executable, "-m", "hpsearch.grid", "--problem", SMALL, "--grid-points", "3",
+         "--workers", "2", "--max-evals", "100", "--output", str(tmp_path), "--resume"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "stopped by exhausted; no evaluation ran" in again.stdout
+    assert len(load_results(str(tmp_path))) == 15
