@@ -8,6 +8,7 @@ editing this file).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from hpsearch.search import Optimizer, RandomSearch
 from hpsearch.search.acquisition import ACQUISITIONS
 from hpsearch.search.ambs import AMBS, LIARS
 from hpsearch.search.grid import GridSearch
-from hpsearch.search.optuna_search import SAMPLERS, OptunaSearch
+from hpsearch.search.optuna_search import NEEDS, SAMPLERS, OptunaSearch
 from hpsearch.search.surrogates import SURROGATES
 from hpsearch.space import Categorical, Config, Integer, Real, Space
 
@@ -92,7 +93,15 @@ def one_thread():
         yield
 
 
-@pytest.fixture(scope="module", params=SPECS, ids=[s.name for s in SPECS])
+def _param(spec: Spec) -> object:
+    """``spec``, skipped with the reason when its sampler's package is not installed."""
+    sampler = spec.name.removeprefix("optuna-")
+    missing = sampler in NEEDS and importlib.util.find_spec(NEEDS[sampler][0]) is None
+    reason = f"the {sampler} sampler needs {NEEDS.get(sampler, ('',))[0]}, not installed"
+    return pytest.param(spec, marks=pytest.mark.skipif(missing, reason=reason), id=spec.name)
+
+
+@pytest.fixture(scope="module", params=[_param(s) for s in SPECS])
 def spec(request: pytest.FixtureRequest) -> Spec:
     return request.param
 
