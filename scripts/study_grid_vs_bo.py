@@ -240,7 +240,7 @@ def main() -> None:
         "--tolerances", default="0.0003,0.003", help="comma-separated margins below the best"
     )
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--out", default="studies.md", help="markdown table to write")
+    parser.add_argument("--out", default="study/table.md", help="markdown table to write")
     parser.add_argument("--plot", default="docs/img/study_grid_vs_bo.png")
     args = parser.parse_args()
     methods = args.methods.split(",")
@@ -255,6 +255,7 @@ def main() -> None:
     table = GridTable(load_results(args.grid, problem.space))
     evals = args.evals
     tolerances = [0.0, *map(float, args.tolerances.split(","))]
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     records = f"{os.path.splitext(args.out)[0]}.jsonl"
     curves = load_curves(records, evals)
     jobs = [
