@@ -716,7 +716,7 @@ def quality_lines(records: list[dict], optimizers: list[str], modes: list[int]) 
                     pending = statistics.median(r["pending"] for r in rs)
                     lines.append(
                         f"| {g} | {q} | {o} | {len(rs)} | {pending:g} | "
-                        f"{cell([r['trace'][-1] for r in rs])} | "
+                        f"{cell([r['trace'][-1] for r in rs], '.6g')} | "
                         + ("-" if np.isnan(norm).any() else cell(norm, ".3f"))
                         + " |"
                     )
