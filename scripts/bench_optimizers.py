@@ -25,7 +25,6 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 import warnings
@@ -33,7 +32,7 @@ from collections.abc import Callable
 from multiprocessing import Pool
 
 import numpy as np
-import threadpoolctl
+from benchlib import cell, git_commit, load_records, one_thread
 
 from hpsearch.testfunctions import make_problem
 
@@ -202,14 +201,6 @@ def available(names: list[str]) -> list[str]:
     return out
 
 
-def _one_thread() -> None:
-    """Searches run one per process and core; threaded libraries (OpenMP in scikit-learn's
-    gradient boosting) would otherwise oversubscribe the cores many times over. The variable
-    covers OpenMP runtimes loaded later in the process, which threadpoolctl cannot see yet."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    threadpoolctl.threadpool_limits(1)
-
-
 def run_one(job: tuple[str, str, int, int, int]) -> tuple[str, str, int, int, list[float], float]:
     """One search: returns the best-so-far value after each evaluation and the wall time."""
     optimizer, function, q, seed, evals = job
@@ -252,11 +243,6 @@ def overhead(optimizer: str, n_points: int, repeats: int = 3) -> float:
         )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def _cell(values: list[float]) -> str:
-    q1, med, q3 = np.percentile(values, [25, 50, 75])
-    return f"{med:.4g} [{q1:.4g}, {q3:.4g}]"
 
 
 PUBLIC = ("skopt", "optuna-tpe", "deephyper-rf")
@@ -324,32 +310,6 @@ def _record(result: tuple, commit: str) -> dict:
     }
 
 
-def _load_records(path: str) -> dict[tuple, dict]:
-    """Finished searches from an earlier (possibly interrupted) run, by job."""
-    records: dict[tuple, dict] = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    records[(r["optimizer"], r["function"], r["q"], r["seed"], r["evals"])] = r
-    return records
-
-
-def _commit() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(
-            ["git", "-C", here, "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _quality_lines(
     records: list[dict], functions: list[str], modes: list[int], optimizers: list[str], evals: int
 ) -> list[str]:
@@ -377,7 +337,7 @@ def _quality_lines(
                 traces = table.get((f, q, o), [])
                 if not traces:
                     continue
-                cells = [_cell([t[min(c, len(t)) - 1] for t in traces]) for c in checkpoints]
+                cells = [cell([t[min(c, len(t)) - 1] for t in traces]) for c in checkpoints]
                 lines.append(f"| {f} | {q} | {o} | {len(traces)} | " + " | ".join(cells) + " |")
     return lines + _verdicts(table, functions, modes, optimizers, evals)
 
@@ -420,7 +380,7 @@ def main() -> None:
         for s in range(seeds[o])
     ]
     jsonl = os.path.splitext(args.out)[0] + ".jsonl"
-    earlier = _load_records(jsonl)
+    earlier = load_records(jsonl, ("optimizer", "function", "q", "seed", "evals"))
     done = [earlier[j] for j in jobs if j in earlier]
     todo = [j for j in jobs if j not in earlier]
     todo.sort(key=lambda j: j[0] in ("skopt", "deephyper-rf", "ambs-GP", "ambs-GBRT"), reverse=True)
@@ -434,9 +394,9 @@ def main() -> None:
         with open(args.out, "w") as f:
             f.write("\n".join([header, "", *lines]) + "\n")
 
-    commit = _commit()
+    commit = git_commit()
     start = time.time()
-    with Pool(args.processes, _one_thread) as pool, open(jsonl, "a") as log:
+    with Pool(args.processes, one_thread) as pool, open(jsonl, "a") as log:
         for i, result in enumerate(pool.imap_unordered(run_one, todo), 1):
             done.append(_record(result, commit))
             log.write(json.dumps(done[-1]) + "\n")
