@@ -69,7 +69,9 @@ def optimize(
 
     Raises ValueError with one line naming what is wrong before any evaluation (a problem
     without a run function, an unknown method or option, ``max_evals`` < 1, an output
-    directory holding another search without ``resume=True``, ...).
+    directory holding another search without ``resume=True``, ...), or once the first
+    results show that the problem does not suit the method (several objectives for CMA-ES;
+    what finished stays in results.csv).
     """
     frame = inspect.currentframe()
     caller = frame.f_back if frame is not None else None

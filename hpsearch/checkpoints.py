@@ -179,17 +179,31 @@ class CheckpointStore:
             self._deleter = None
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask."""
+    # os.umask can only be read by setting it; done once, at import, before any thread starts
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: mkstemp makes files only their owner can read; files written here get the usual mode.
+FILE_MODE = _file_mode()
+
+
 def write_atomically(
     directory: str | os.PathLike[str], name: str, write: Callable[[str], Any]
 ) -> Path:
     """``write(path)`` to a temporary file in ``directory``, then rename it to ``name``; return
-    the final path. A process killed meanwhile leaves the previous file or the new one, never a
-    part; the temporary file is removed when ``write`` raises."""
+    the final path, with the mode the umask gives new files. A process killed meanwhile leaves
+    the previous file or the new one, never a part; the temporary file is removed when
+    ``write`` raises."""
     directory = Path(directory)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=Path(name).suffix)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, directory / name)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -186,7 +186,8 @@ def run_search(
 
     Returns the outcome where the search ran (locally, or on MPI rank 0); other MPI ranks
     serve as workers and return None. Raises UsageError on bad input, before any
-    evaluation, and WorkerError when a worker cannot load the problem.
+    evaluation, or once the first results show that the problem does not suit the method
+    (what finished is kept), and WorkerError when a worker cannot load the problem.
     """
     from hpsearch.launcher import world_size
 

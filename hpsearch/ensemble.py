@@ -1,7 +1,7 @@
 """Ensembles from the trained models of a finished search.
 
 A run function saves its network's validation predictions into the trial's checkpoint
-directory with :func:`save_predictions`. After the search, :func:`build` picks members among
+directory with :func:`hpsearch.predictions.save_predictions`. After the search, :func:`build` picks members among
 the jobs whose checkpoint is usable and holds predictions: the ``topk`` best by the recorded
 objective, or ``greedy`` forward selection with replacement (Caruana et al., 2004) on the
 saved predictions. Classification averages class probabilities; regression takes the
@@ -13,7 +13,8 @@ selects and the other scores, and the two scores are averaged, for the ensemble 
 single best member alike.
 
 ``hpsearch ensemble OUTPUT [--k 10] [--method greedy|topk]`` writes ``OUTPUT/ensemble/``.
-Selection needs numpy only; :meth:`Ensemble.predict` loads the members' Keras models.
+Selection needs the files the search left and the problem module search.json names (for its
+``score_predictions``); :meth:`Ensemble.predict` loads the members' Keras models.
 """
 
 from __future__ import annotations
@@ -23,134 +24,34 @@ import json
 import math
 import os
 import sys
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, mean_squared_error
+from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from hpsearch.arguments import EXIT_USAGE, ArgumentParser, positive_int
 from hpsearch.checkpoints import CHECKPOINTS_DIR, read_marker, write_atomically
-from hpsearch.evaluation import DONE
+from hpsearch.evaluation import DONE, FAILED
+from hpsearch.predictions import Predictions, accuracy, load_predictions, squeezed
 from hpsearch.problem import Problem, ProblemLoadError, load_problem
 from hpsearch.report import infer_maximize
 from hpsearch.results import PARAM_PREFIX, RESULTS_FILE, load_results
 from hpsearch.search_record import read_search
 
-if TYPE_CHECKING:
-    from hpsearch.trial import Trial
-
-#: The file :func:`save_predictions` writes into a checkpoint directory.
-PREDICTIONS_FILE = "val_predictions.npz"
 #: The folder of a results directory :func:`write` fills by default.
 ENSEMBLE_DIR = "ensemble"
 METHODS = ("greedy", "topk")
-TASKS = ("classification", "regression")
 #: Seed of the validation set's split into the halves of the honest estimate.
 SPLIT_SEED = 0
 
 
 class EnsembleError(ValueError):
     """A results directory that no ensemble can be built from (one line, naming what is wrong)."""
-
-
-# ---- predictions saved by run functions ---------------------------------------------------
-@dataclass
-class Predictions:
-    """Validation predictions of one network: ``y_pred``, the targets ``y_true`` and the task."""
-
-    y_pred: np.ndarray
-    y_true: np.ndarray
-    task: str
-
-
-def _squeezed(values: np.ndarray) -> np.ndarray:
-    """``(n, 1)`` as ``(n,)``: a sigmoid's or a single regression output's column."""
-    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
-
-
-def checked_predictions(y_pred: Any, y_true: Any, task: str) -> Predictions:
-    """``y_pred`` and ``y_true`` as arrays of the shapes the task needs; ValueError otherwise.
-
-    Classification: ``y_true`` holds ``n`` integer labels, ``y_pred`` class probabilities
-    ``(n, classes)`` or, for a binary sigmoid, the probability of class 1 as ``(n,)`` or
-    ``(n, 1)``. Regression: ``y_pred`` and ``y_true`` have the same shape, ``(n,)`` or
-    ``(n, outputs)`` (a column ``(n, 1)`` becomes ``(n,)``).
-    """
-    if task not in TASKS:
-        raise ValueError(f"The 'task' parameter must be one of {TASKS}. Got {task!r} instead.")
-    pred = _squeezed(np.asarray(y_pred, dtype=float))
-    true = _squeezed(np.asarray(y_true))
-    if pred.ndim == 0 or len(pred) != len(true) or not len(pred):
-        raise ValueError(
-            f"y_pred and y_true must hold the same number (>= 1) of examples, "
-            f"but got shapes {np.shape(y_pred)} and {np.shape(y_true)}"
-        )
-    if not np.isfinite(pred).all():
-        raise ValueError("y_pred holds values that are not finite")
-    if task == "regression":
-        if pred.shape != true.shape:
-            raise ValueError(
-                f"regression: y_pred and y_true must have the same shape, "
-                f"but got {np.shape(y_pred)} and {np.shape(y_true)}"
-            )
-        return Predictions(pred, true.astype(float), task)
-    classes = 2 if pred.ndim == 1 else pred.shape[1]
-    if true.ndim != 1 or pred.ndim > 2 or not np.all(np.mod(true, 1) == 0):
-        raise ValueError(
-            f"classification: y_true must be n integer labels and y_pred (n,) or (n, classes) "
-            f"probabilities, but got shapes {np.shape(y_true)} and {np.shape(y_pred)}"
-        )
-    labels = true.astype(np.int64)
-    if labels.min() < 0 or labels.max() >= classes:
-        raise ValueError(
-            f"classification: labels must lie in [0, {classes - 1}] for predictions of shape "
-            f"{np.shape(y_pred)}, but got labels from {labels.min()} to {labels.max()}"
-        )
-    return Predictions(pred, labels, task)
-
-
-def save_predictions(
-    trial: Trial | None, y_pred: Any, y_true: Any, task: str = "classification"
-) -> Path | None:
-    """Save a network's validation predictions and targets into ``trial.checkpoint_dir``.
-
-    Call it at the end of ``run``, with the network as it is checkpointed (the model that
-    :func:`hpsearch.keras.load_checkpoint` gives back), so that an ensemble's
-    :meth:`Ensemble.predict` reproduces what it selected on. Shapes: see
-    :func:`checked_predictions` (class probabilities for classification, values for
-    regression). Written under a temporary name, then renamed. Returns the file, or None (and
-    does nothing) when ``trial`` is None or has no checkpoint directory. Raises ValueError
-    for predictions that do not fit the task.
-    """
-    directory = getattr(trial, "checkpoint_dir", None)
-    if directory is None:
-        return None
-    checked = checked_predictions(y_pred, y_true, task)
-
-    def write(path: str) -> None:
-        with open(path, "wb") as f:
-            np.savez(f, y_pred=checked.y_pred, y_true=checked.y_true, task=np.array(task))
-
-    return write_atomically(directory, PREDICTIONS_FILE, write)
-
-
-def load_predictions(directory: str | os.PathLike[str]) -> Predictions:
-    """The predictions :func:`save_predictions` wrote into ``directory``; FileNotFoundError
-    when there are none, ValueError when the file does not hold them."""
-    path = Path(directory) / PREDICTIONS_FILE
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return checked_predictions(data["y_pred"], data["y_true"], str(data["task"]))
-    except FileNotFoundError:
-        raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} holds no predictions: {err}") from None
 
 
 # ---- scores -------------------------------------------------------------------------------
@@ -170,13 +71,6 @@ class Metric:
     def best(self, values: Any) -> int:
         """The index of the best of ``values`` (the first of equal ones)."""
         return int(np.argmax(self.signed(values)))
-
-
-def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Fraction of examples whose most probable class (probability >= 0.5 for a sigmoid) is
-    the label."""
-    labels = (y_pred >= 0.5).astype(np.int64) if y_pred.ndim == 1 else np.argmax(y_pred, axis=1)
-    return float(accuracy_score(y_true, labels))
 
 
 def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -302,13 +196,16 @@ def split_scores(
     if len(y_true) < 2:
         return math.nan, math.nan
     ensemble, single = [], []
-    for chosen, held_out in halves(y_true, task):
-        part = predictions[:, chosen]
-        counts = select(method, part, y_true[chosen], metric, k)
-        mean, _ = combine(predictions[:, held_out], counts)
-        ensemble.append(metric.score(y_true[held_out], mean))
-        best = metric.best([metric.score(y_true[chosen], p) for p in part])
-        single.append(metric.score(y_true[held_out], predictions[best, held_out]))
+    try:
+        for chosen, held_out in halves(y_true, task):
+            part = predictions[:, chosen]
+            counts = select(method, part, y_true[chosen], metric, k)
+            mean, _ = combine(predictions[:, held_out], counts)
+            ensemble.append(metric.score(y_true[held_out], mean))
+            best = metric.best([metric.score(y_true[chosen], p) for p in part])
+            single.append(metric.score(y_true[held_out], predictions[best, held_out]))
+    except Exception:
+        return math.nan, math.nan
     return float(np.mean(ensemble)), float(np.mean(single))
 
 
@@ -383,7 +280,7 @@ class Ensemble:
                 load_checkpoint(m.checkpoint_dir, custom_objects)[0] for m in self.members
             ]
         outputs = np.stack(
-            [_squeezed(np.asarray(model.predict(x, verbose=0))) for model in self._models]
+            [squeezed(np.asarray(model.predict(x, verbose=0))) for model in self._models]
         )
         mean, std = combine(outputs, [m.count for m in self.members])
         return (mean, std) if return_std else mean
@@ -433,14 +330,14 @@ def _config(row: Mapping[Any, Any]) -> dict[str, Any]:
 def _candidates(output_dir: str, df: pd.DataFrame) -> tuple[list[_Candidate], dict[str, int]]:
     """The jobs of a results frame with a usable checkpoint holding predictions, and how many
     others were skipped, by reason."""
-    skipped = {"not finished": 0, "no usable checkpoint": 0, "no predictions": 0}
+    skipped = {"failed": 0, "not finished": 0, "no usable checkpoint": 0, "no predictions": 0}
     found: list[_Candidate] = []
     rows = df.drop_duplicates("job_id", keep="last") if len(df) else df
     for row in rows.to_dict("records"):
         job_id = int(row["job_id"])
         directory = Path(output_dir) / CHECKPOINTS_DIR / str(job_id)
         if row.get("status") != DONE:
-            skipped["not finished"] += 1
+            skipped["failed" if row.get("status") == FAILED else "not finished"] += 1
             continue
         try:
             read_marker(directory)
@@ -516,7 +413,7 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no jobs"
         raise EnsembleError(
             f"{output_dir!r} has no job with a usable checkpoint holding validation predictions "
-            f"({reasons}): save them with hpsearch.ensemble.save_predictions"
+            f"({reasons}): save them with hpsearch.predictions.save_predictions"
         )
     sign = 1.0 if infer_maximize(df, output_dir) else -1.0
     # Best recorded objective first: top-k takes a prefix, and greedy's ties go to it.
@@ -526,9 +423,13 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
     metric, note = problem_metric(problem, task, reason)
     predictions = np.stack([c.predictions.y_pred for c in found])
     ranking = [sign * c.objective for c in found]
-    counts = select(method, predictions, y_true, metric, k, ranking)
-    mean, std = combine(predictions, counts)
-    singles = [metric.score(y_true, p) for p in predictions]
+    try:
+        counts = select(method, predictions, y_true, metric, k, ranking)
+        mean, std = combine(predictions, counts)
+        singles = [metric.score(y_true, p) for p in predictions]
+        score = metric.score(y_true, mean)
+    except Exception as err:
+        raise EnsembleError(f"the metric {metric.name} failed on the predictions: {err!r}") from err
     best = metric.best(singles)
     split_score, split_single = split_scores(method, predictions, y_true, task, metric, k)
     members = [
@@ -543,7 +444,7 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
         metric=metric,
         metric_note=note,
         members=members,
-        score=metric.score(y_true, mean),
+        score=score,
         best_single=singles[best],
         best_single_job=found[best].job_id,
         split_score=split_score,
@@ -593,6 +494,8 @@ def write(ensemble: Ensemble, directory: str | os.PathLike[str]) -> dict[str, Pa
     }
     for name, values in arrays.items():
         paths[name] = write_atomically(directory, name, _array_writer(values))
+    if ensemble.std is None:  # from an earlier regression ensemble written here
+        (directory / "val_std.npy").unlink(missing_ok=True)
     return paths
 
 
@@ -641,13 +544,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m hpsearch.ense
         help=f"where to write (default: OUTPUT/{ENSEMBLE_DIR})",
     )
     args = parser.parse_args(argv)
+    destination = args.output or os.path.join(args.run, ENSEMBLE_DIR)
     try:
+        if os.path.exists(destination) and not os.path.isdir(destination):
+            raise ValueError(f"--output {destination!r} is a file, not a directory")
         ensemble = build(args.run, k=args.k, method=args.method)
-    except ValueError as err:
+        write(ensemble, destination)
+    except (ValueError, OSError) as err:
         print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_USAGE
-    destination = args.output or os.path.join(args.run, ENSEMBLE_DIR)
-    write(ensemble, destination)
     print(summary_text(ensemble))
     print(f"written to {destination}")
     return 0

@@ -378,7 +378,8 @@ class Search:
             outcome.error = f"{outcome.error} when the search stopped"
 
     def run(self) -> SearchOutcome:
-        """Run to a stopping rule; always leaves every started evaluation in the log."""
+        """Run to a stopping rule; every evaluation that finished is in the log (the journal
+        holds those still running when an error ends the run, to run again on resume)."""
         flag = self.signals
         clock = self.evaluator.now
         t_start = clock()

@@ -268,16 +268,17 @@ def main() -> None:
             log.flush()
 
     best, n = table.best, len(table)
+    third_of_grid = math.ceil(n / 3)
     reach = [int((table.values >= best - t - 1e-12).sum()) for t in tolerances]
     lines = [
         f"Grid: {n} topologies trained, best {best:.4f} (grid points within "
         + ", ".join(f"{t}: {r}" for t, r in zip(tolerances, reach, strict=True))
-        + f"). A third of the grid is {n / 3:.0f} evaluations. "
+        + f"). A third of the grid is {third_of_grid} evaluations. "
         f"Searches: {args.seeds} seeds, {evals} sequential evaluations each.",
         "",
         "| method | evaluations to the grid's best | "
         + " | ".join(f"to within {t}" for t in tolerances[1:])
-        + f" | best after {n // 3} |",
+        + f" | best after {third_of_grid} |",
         "|---" * (len(tolerances) + 2) + "|",
         "| grid, shuffled order (expected) | "
         + " | ".join(f"{(n + 1) / (r + 1):.0f}" for r in reach)
@@ -288,7 +289,7 @@ def main() -> None:
         cells = [
             _cell([evaluations_to_reach(r, best - t) for r in runs], evals) for t in tolerances
         ]
-        third = [max(r[: n // 3]) for r in runs]
+        third = [max(r[:third_of_grid]) for r in runs]
         q1, median, q3 = np.percentile(third, [25, 50, 75])
         lines.append(f"| {method} | {' | '.join(cells)} | {median:.4f} [{q1:.4f}, {q3:.4f}] |")
     lines += [

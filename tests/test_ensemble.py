@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 from pathlib import Path
 
@@ -13,9 +15,9 @@ import pytest
 import hpsearch as hp
 from hpsearch.checkpoints import CHECKPOINTS_DIR
 from hpsearch.cli import console_main
-from hpsearch.ensemble import (
+from hpsearch.ensemble import build
+from hpsearch.predictions import (
     PREDICTIONS_FILE,
-    build,
     checked_predictions,
     load_predictions,
     save_predictions,
@@ -26,7 +28,7 @@ MEMBERS = """
 import numpy as np
 
 from hpsearch import Problem
-from hpsearch.ensemble import save_predictions
+from hpsearch.predictions import save_predictions
 
 TASK = {task!r}
 TARGETS = np.array({targets!r})
@@ -286,6 +288,7 @@ def mismatched(tmp_path) -> Path:
         ("k 0", "argument --k: must be >= 1, got 0"),
         ("unknown method", "argument --method: invalid choice: 'bagging'"),
         ("targets differ", "differ from those of job"),
+        ("output is a file", "is a file, not a directory"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
@@ -300,6 +303,10 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
         shutil.rmtree(output / CHECKPOINTS_DIR)
     elif case == "targets differ":
         output = request.getfixturevalue("mismatched")
+    elif case == "output is a file":
+        shutil.copytree(regression, output)
+        (tmp_path / "taken").write_text("")
+        args = ["--output", str(tmp_path / "taken")]
     elif case != "missing":
         shutil.copytree(regression, output)
         args = ["--k", "0"] if case == "k 0" else ["--method", "bagging"]
@@ -328,6 +335,10 @@ def test_save_predictions_checks_shapes_and_skips_without_a_trial(tmp_path):
         checked_predictions(np.zeros((2, 2)), [0.0, 1.0], "regression")
     with pytest.raises(ValueError, match="'task' parameter must be one of"):
         checked_predictions([0.5], [1], "ranking")
+    with pytest.raises(ValueError, match="y_true must be n integer labels"):
+        checked_predictions([[0.2, 0.8]], ["a"], "classification")
+    with pytest.raises(ValueError, match="y_true must hold finite numbers"):
+        checked_predictions([0.5, 0.5], [1.0, np.nan], "regression")
     # a sigmoid's column is kept as the probability of class 1
     assert checked_predictions([[0.2], [0.7]], [0, 1], "classification").y_pred.shape == (2,)
     with pytest.raises(FileNotFoundError):
@@ -342,7 +353,7 @@ import keras
 import numpy as np
 
 from hpsearch import Problem
-from hpsearch.ensemble import save_predictions
+from hpsearch.predictions import save_predictions
 from hpsearch.keras import save_checkpoint
 
 problem = Problem("tiny", direction="maximize")
@@ -400,3 +411,51 @@ def test_the_predictions_file_is_where_the_docs_say(regression):
     saved = load_predictions(directory)
     assert saved.task == "regression"
     np.testing.assert_allclose(saved.y_true, Y)
+
+
+def test_written_files_are_readable_as_the_umask_allows(regression, tmp_path, capsys):
+    copy = tmp_path / "out"
+    shutil.copytree(regression, copy)
+    status, _, err = run_cli(copy, capsys=capsys)
+    assert status == 0, err
+    expected = 0o666 & ~_umask()
+    for path in (copy / "ensemble").iterdir():
+        assert path.stat().st_mode & 0o777 == expected, path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_regression_ensemble_replaced_by_a_classification_one_leaves_no_spread(
+    regression, classification, tmp_path, capsys
+):
+    destination = tmp_path / "ensemble"
+    assert run_cli(regression, "--output", destination, capsys=capsys)[0] == 0
+    assert (destination / "val_std.npy").exists()
+    assert run_cli(classification, "--output", destination, capsys=capsys)[0] == 0
+    assert not (destination / "val_std.npy").exists()
+
+
+def test_failed_jobs_are_skipped_as_failed(tmp_path):
+    failing = {**REGRESSION, "e": [0.0] * N}
+    output = search(tmp_path, failing, Y, {**OBJECTIVES, "e": None})  # a failed run
+    ensemble = build(output, k=3)
+    assert ensemble.skipped == {"failed": 1}
+    assert ensemble.n_candidates == 4
+
+
+def test_a_metric_undefined_on_a_half_leaves_the_split_estimate_nan(tmp_path):
+    # the only example of class 1 is in one half: a metric needing both classes fails there
+    targets = [0] * 19 + [1]
+    members = {m: [0.2] * 19 + [p] for m, p in (("u", 0.9), ("v", 0.6))}
+    score = "problem.score_predictions = lambda y, p: float(np.min(p[y == 1]) - np.max(p[y == 0]))"
+    output = search(
+        tmp_path, members, targets, {"u": 1.0, "v": 0.5}, task="classification",
+        direction="maximize", score=score,
+    )  # fmt: skip
+    ensemble = build(output, k=3)
+    assert ensemble.best_single == pytest.approx(0.7)
+    assert math.isnan(ensemble.split_score) and math.isnan(ensemble.split_best_single)

@@ -9,7 +9,7 @@ from functools import cache
 import numpy as np
 
 from hpsearch import MLPSpace, Problem, count_params
-from hpsearch.ensemble import accuracy, save_predictions
+from hpsearch.predictions import accuracy, save_predictions
 from hpsearch.trial import Trial
 
 #: HPSEARCH_QUICK=1: a 300-image training subset and 2 epochs, for tests.

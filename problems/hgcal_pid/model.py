@@ -9,7 +9,7 @@ from functools import cache
 import numpy as np
 
 from hpsearch import MLPSpace, Problem, count_macs, count_neurons, count_params
-from hpsearch.ensemble import save_predictions
+from hpsearch.predictions import save_predictions
 from hpsearch.trial import Trial
 from problems.hgcal_pid.showers import N_LAYERS, generate, misidentification
 

@@ -30,6 +30,7 @@ for layer in range(N_LAYERS):
 problem.add_constraint(
     lambda config: sum(config[f"units_{i}"] for i in range(N_LAYERS)) <= NEURON_BUDGET
 )
+problem.score_predictions = full_problem.score_predictions
 
 
 def network(config: dict) -> dict:
