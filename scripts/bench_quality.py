@@ -415,10 +415,10 @@ class Smac(External):
         self.smac.tell(self.trials[self.space.key(config)].pop(), TrialValue(cost=value))
 
 
-def _ambs(problem, seed):
+def _ambs(problem, seed, liar="cl_max"):
     from hpsearch.search.ambs import AMBS
 
-    return AMBS(problem, surrogate="RF", seed=seed)
+    return AMBS(problem, surrogate="RF", liar=liar, seed=seed)
 
 
 def _random(problem, seed):
@@ -438,6 +438,7 @@ OPTIMIZERS: dict[str, tuple[Callable, bool, str | None]] = {
     "ambs-RF": (_ambs, True, None),
     "random": (_random, True, None),
     "optuna-tpe": (_tpe, True, "optuna"),
+    "ambs-RF-kb": (lambda p, s: _ambs(p, s, "kb"), True, None),
     "ambs-RF-direct": (lambda p, s, n: Direct(p, s, n, _ambs), False, None),
     "skopt": (Skopt, False, "skopt"),
     "smac": (Smac, False, "smac"),

@@ -89,12 +89,28 @@ def test_lies_change_the_later_picks_of_a_batch_but_not_the_first():
     # picks before it, so liars that lie differently pick different batches from one state.
     base = run_search(AMBS(quadratic_problem(), seed=0), quadratic, 30, 10)
     batches = {}
-    for liar in ("cl_max", "cl_min"):
+    for liar in ("cl_max", "cl_min", "kb"):
         opt = copy.deepcopy(base)
         opt.liar = liar
         batches[liar] = opt.space.encode(opt.ask(8))
-    np.testing.assert_array_equal(batches["cl_max"][0], batches["cl_min"][0])
-    assert not np.array_equal(batches["cl_max"][1:], batches["cl_min"][1:])
+    for other in ("cl_min", "kb"):
+        np.testing.assert_array_equal(batches["cl_max"][0], batches[other][0])
+        assert not np.array_equal(batches["cl_max"][1:], batches[other][1:])
+
+
+@pytest.mark.parametrize("surrogate", ["RF", "GP"])
+def test_a_believer_lie_keeps_the_mean_and_lowers_the_spread_where_it_is_told(surrogate):
+    opt = run_search(AMBS(quadratic_problem(), surrogate=surrogate, seed=0), quadratic, 30, 10)
+    opt.ask(1)  # fits the surrogate to the 30 results
+    rng = np.random.default_rng(1)
+    candidates = opt.space.features(rng.random((200, 2)))
+    posterior = opt.model_.posterior(candidates)
+    mean, sigma = posterior.mean_std()
+    i = int(np.argmax(sigma))
+    posterior.add_at_candidates(np.array([i]), mean[[i]])
+    mean_after, sigma_after = posterior.mean_std()
+    assert sigma_after[i] < 0.8 * sigma[i]
+    assert abs(mean_after[i] - mean[i]) < 0.2 * sigma[i]
 
 
 def test_mixed_space_with_log_integer_categorical_ordinal_and_conditions():

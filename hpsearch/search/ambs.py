@@ -20,7 +20,7 @@ from hpsearch.search.base import Optimizer, Seed
 from hpsearch.search.surrogates import SURROGATES, Surrogate, make_surrogate
 from hpsearch.space import SAMPLING_METHODS
 
-LIARS = ("cl_max", "cl_min", "cl_mean", "qUCB")
+LIARS = ("cl_max", "cl_min", "cl_mean", "kb", "qUCB")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -60,7 +60,9 @@ class AMBS(Optimizer):
     - ``acq``: ``"LCB"`` (``mean - kappa * sigma``), ``"EI"`` or ``"PI"`` (with margin ``xi``).
     - ``liar``: how points still running are accounted for. ``"cl_max"`` assumes they return
       the worst value seen (pessimistic), ``"cl_min"`` the best (optimistic),
-      ``"cl_mean"`` the mean; ``"qUCB"`` does not lie but draws a different kappa per point
+      ``"cl_mean"`` the mean, ``"kb"`` (kriging believer) the surrogate's own prediction
+      there (it lowers sigma around them, not the mean); ``"qUCB"`` does not lie but draws a
+      different kappa per point
       from an exponential distribution of mean ``kappa`` (needs ``acq="LCB"``).
     - ``n_initial`` points come from the ``initial`` design (``random``, ``lhs``, ``sobol``).
 
@@ -179,9 +181,11 @@ class AMBS(Optimizer):
             return []
         posterior = self.model_.posterior(self.space.features(candidates))
         lie = {"cl_max": y.max(), "cl_min": y.min(), "cl_mean": y.mean()}.get(self.liar)
-        if lie is not None and self.pending_:
-            pending = np.array(list(self.pending_.values()))
-            posterior.add(self.space.features(pending), np.full(len(pending), lie))
+        believer = self.liar == "kb"
+        if (lie is not None or believer) and self.pending_:
+            pending = self.space.features(np.array(list(self.pending_.values())))
+            lies = self.model_.predict(pending)[0] if believer else np.full(len(pending), lie)
+            posterior.add(pending, lies)
         open_ = np.ones(len(candidates), dtype=bool)
         chosen: list[int] = []
         picks = min(n, len(candidates))
@@ -193,8 +197,8 @@ class AMBS(Optimizer):
             i = int(np.argmin(scores))
             chosen.append(i)
             open_[i] = False
-            if lie is not None and k + 1 < picks:  # no refit after the last pick
-                posterior.add_at_candidates(np.array([i]), np.array([lie]))
+            if (lie is not None or believer) and k + 1 < picks:  # no refit after the last
+                posterior.add_at_candidates(np.array([i]), np.array([mean[i] if believer else lie]))
         return chosen
 
 
