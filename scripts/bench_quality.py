@@ -9,6 +9,8 @@ workers, plus the optimizers' ask/tell overhead.
         --processes 2 --out quality-full.md   # the full grid, design instances
     python scripts/bench_quality.py --functions '' --tasks '' --overhead-points 1000,5000 \\
         --out overhead.md
+    python scripts/bench_quality.py --functions 1,10,15,21 --dims 5 --tasks '' \\
+        --optimizers 'ambs-RF,ambs[liar=kb],ambs[acq=EI]' --q 8 --out variants.md  # AMBS variants
 
 Workers: every search runs ``--evals`` evaluations on q workers whose evaluation times are
 drawn from a lognormal (median 600 virtual seconds, sigma 0.5) seeded by the search's seed, so
@@ -415,10 +417,10 @@ class Smac(External):
         self.smac.tell(self.trials[self.space.key(config)].pop(), TrialValue(cost=value))
 
 
-def _ambs(problem, seed, liar="cl_max"):
+def _ambs(problem, seed, **options):
     from hpsearch.search.ambs import AMBS
 
-    return AMBS(problem, surrogate="RF", liar=liar, seed=seed)
+    return AMBS(problem, **{"surrogate": "RF", **options}, seed=seed)
 
 
 def _random(problem, seed):
@@ -438,20 +440,39 @@ OPTIMIZERS: dict[str, tuple[Callable, bool, str | None]] = {
     "ambs-RF": (_ambs, True, None),
     "random": (_random, True, None),
     "optuna-tpe": (_tpe, True, "optuna"),
-    "ambs-RF-kb": (lambda p, s: _ambs(p, s, "kb"), True, None),
     "ambs-RF-direct": (lambda p, s, n: Direct(p, s, n, _ambs), False, None),
     "skopt": (Skopt, False, "skopt"),
     "smac": (Smac, False, "smac"),
 }
 
 
+def optimizer_entry(name: str) -> tuple[Callable, bool, str | None]:
+    """The entry of ``name`` in OPTIMIZERS; ``ambs[key=value,...]`` is AMBS (RF unless said)
+    with those parameters, e.g. ``ambs[liar=kb,kappa=1]``."""
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name]
+    if name.startswith("ambs[") and name.endswith("]"):
+        options: dict[str, Any] = {}
+        for item in name[5:-1].split(","):
+            key, _, text = item.partition("=")
+            try:
+                options[key] = int(text)
+            except ValueError:
+                try:
+                    options[key] = float(text)
+                except ValueError:
+                    options[key] = text
+        return (lambda p, s: _ambs(p, s, **options)), True, None
+    raise SystemExit(
+        f"unknown optimizer {name!r}, expected one of {', '.join(OPTIMIZERS)} or ambs[k=v,...]"
+    )
+
+
 def available(names: list[str]) -> list[str]:
     """The optimizers of ``names`` whose library is installed (the others skipped, said so)."""
     out = []
     for name in names:
-        if name not in OPTIMIZERS:
-            raise SystemExit(f"unknown optimizer {name!r}, expected one of {', '.join(OPTIMIZERS)}")
-        module = OPTIMIZERS[name][2]
+        module = optimizer_entry(name)[2]
         if module is None or importlib.util.find_spec(module) is not None:
             out.append(name)
         else:
@@ -528,7 +549,7 @@ def run_one(job: tuple[str, str, int, int, int, str | None]) -> dict:
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
     problem, offset = problem_for(name, cache)
-    make, in_loop, _ = OPTIMIZERS[optimizer]
+    make, in_loop, _ = optimizer_entry(optimizer)
     start = time.perf_counter()
     if in_loop:
         values, pending = in_search_loop(make(problem, seed), q, evals, seed)
@@ -554,7 +575,7 @@ def overhead(optimizer: str, n_points: int, repeats: int = 3) -> tuple[float, fl
     random points on ackley10."""
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
-    make, in_loop, _ = OPTIMIZERS[optimizer]
+    make, in_loop, _ = optimizer_entry(optimizer)
     if not in_loop:
         raise SystemExit(f"overhead is measured for hpsearch's optimizers, not {optimizer!r}")
     problem, run = make_problem("ackley10")
