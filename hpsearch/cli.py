@@ -279,8 +279,11 @@ def _prepare(
     try:
         return problem, lock, _restore(method, args, problem, show)
     except (ProblemLoadError, ValueError) as err:
-        lock.release()
+        lock.abandon()
         raise UsageError(str(err)) from None
+    except UsageError:
+        lock.abandon()
+        raise
     except BaseException:
         lock.release()
         raise

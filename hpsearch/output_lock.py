@@ -10,6 +10,7 @@ the file while a search runs lets a second search in.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -41,7 +42,10 @@ class OutputLock:
 
     def __init__(self, directory: str) -> None:
         self._fd: int | None = None
+        self.directory = directory
         path = os.path.join(directory, LOCK_FILE)
+        #: True when the lock made the directory (see :meth:`abandon`).
+        self.created = not os.path.isdir(directory)
         try:
             os.makedirs(directory, exist_ok=True)
             while not self._lock(directory, path):
@@ -87,6 +91,17 @@ class OutputLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def abandon(self) -> None:
+        """Release the directory, after bad input was found: remove the lock file, and the
+        directory when the lock made it and nothing else is in it."""
+        if self._fd is not None and self.created:
+            with contextlib.suppress(OSError):  # unlinked while locked: a waiting search
+                os.unlink(os.path.join(self.directory, LOCK_FILE))  # locks a new file
+        self.release()
+        if self.created:
+            with contextlib.suppress(OSError):  # not empty: something else is in there
+                os.rmdir(self.directory)
 
     def __enter__(self) -> OutputLock:
         return self
