@@ -109,8 +109,10 @@ def optimize(
 
 def keyword_names(message: str) -> str:
     """A command-line error message in this function's terms: ``--max-evals`` becomes
-    ``max_evals``, ``pass --resume`` becomes ``pass resume=True``."""
+    ``max_evals``, ``pass --resume`` becomes ``pass resume=True``, ``use --sampler nsga2``
+    becomes ``use sampler='nsga2'``."""
     message = message.replace("pass --resume", "pass resume=True")
+    message = re.sub(r"use --([a-z][a-z0-9-]*) (\w+)", r"use --\1='\2'", message)
     return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), message)
 
 

@@ -223,6 +223,18 @@ def test_bad_input_is_one_line_before_any_evaluation(tmp_path, problem, kwargs, 
     assert not output.exists()
 
 
+def test_a_problem_the_method_cannot_take_is_one_line_keeping_what_finished(tmp_path):
+    two = hp.Problem("two", direction="minimize", run=lambda c: [c["x"], 1 - c["x"]])
+    two.add_hyperparameter("x", (0.0, 1.0))
+    with pytest.raises(ValueError) as raised:
+        hp.optimize(two, "optuna", sampler="cmaes", max_evals=6, workers=1,
+                    output=str(tmp_path), progress=False)  # fmt: skip
+    assert str(raised.value) == (
+        "problem 'two' returns 2 objectives, and CMA-ES handles one: use sampler='nsga2' (or tpe)"
+    )
+    assert (hp.load_results(str(tmp_path))["status"] == "DONE").sum() >= 1
+
+
 def test_output_holding_another_search_needs_resume(tmp_path):
     hp.optimize(quadratic(), "rs", max_evals=2, workers=1, output=str(tmp_path), progress=False)
     before = (tmp_path / "results.csv").read_text()
