@@ -303,7 +303,6 @@ def _restore(
         search_record,
         write_search,
     )
-    from hpsearch.suggestions import OptimizerError
 
     record = search_record(method.name, method.parameters(args), problem, args.seed)
     if args.resume:
@@ -336,12 +335,8 @@ def _restore(
                 rerun,
                 args.keep_checkpoints,
             ).run()
-        except UnsuitedProblem as err:  # learning from the results of an earlier run
+        except UnsuitedProblem as err:
             raise UsageError(str(err)) from None
-        except OptimizerError as err:
-            if isinstance(err.__cause__, UnsuitedProblem):
-                raise UsageError(str(err.__cause__)) from None
-            raise
         finally:
             results_log.close()
 

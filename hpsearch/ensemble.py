@@ -402,12 +402,14 @@ def build(output_dir: str | os.PathLike[str], k: int = 10, method: str = "greedy
     if not os.path.isfile(os.path.join(output_dir, RESULTS_FILE)):
         raise EnsembleError(f"{output_dir!r} holds no {RESULTS_FILE}")
     problem, reason = recorded_problem(read_search(output_dir))
-    df = load_results(output_dir)
+    df = None
+    if problem is not None:  # each value of its declared type
+        with contextlib.suppress(ValueError):  # a space changed since: as pandas reads them
+            df = load_results(output_dir, problem.space)
+    if df is None:
+        df = load_results(output_dir)
     if len(df) and "job_id" not in df.columns:
         raise EnsembleError(f"{os.path.join(output_dir, RESULTS_FILE)} has no column 'job_id'")
-    if problem is not None:
-        with contextlib.suppress(ValueError):  # a space changed since: configs as pandas reads them
-            df = load_results(output_dir, problem.space)  # each value of its declared type
     found, skipped = _candidates(output_dir, df)
     if not found:
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no jobs"

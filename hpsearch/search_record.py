@@ -13,12 +13,14 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hpsearch import __version__
+from hpsearch.checkpoints import write_atomically
 from hpsearch.evaluation import DONE
 from hpsearch.problem import DIRECTIONS, Problem
 from hpsearch.results import configs_from_frame
@@ -106,13 +108,9 @@ def read_search(output_dir: str) -> dict[str, Any] | None:
 
 def write_search(output_dir: str, record: Mapping[str, Any]) -> str:
     """Write ``record`` to ``output_dir/search.json`` (atomically); return the path."""
-    path = search_path(output_dir)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(record, indent=2) + "\n"
+    write_atomically(output_dir, SEARCH_FILE, lambda tmp: Path(tmp).write_text(text))
+    return search_path(output_dir)
 
 
 def _space_difference(recorded: list[dict[str, Any]], current: list[dict[str, Any]]) -> str | None:

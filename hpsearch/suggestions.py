@@ -14,12 +14,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from hpsearch.search.base import Optimizer
+from hpsearch.search.base import Optimizer, UnsuitedProblem
 from hpsearch.space import Config
 
 
 class OptimizerError(RuntimeError):
-    """The optimizer raised in its thread; the original exception is the cause."""
+    """The optimizer raised in its thread; the original exception is the cause. (An
+    :class:`UnsuitedProblem` it raised is raised as it is.)"""
 
 
 class SuggestionBuffer:
@@ -114,6 +115,8 @@ class SuggestionBuffer:
             self._cond.notify_all()
 
     def _raise_if_failed(self) -> None:
+        if isinstance(self._error, UnsuitedProblem):  # bad input, not a failing optimizer
+            raise self._error
         if self._error is not None:
             raise OptimizerError(f"the optimizer failed: {self._error!r}") from self._error
 

@@ -180,11 +180,12 @@ class AMBS(Optimizer):
         if not len(candidates):
             return []
         posterior = self.model_.posterior(self.space.features(candidates))
+        lying = self.liar != "qUCB"
+        # a constant lie, or None for the believer's (the model's own mean at the point)
         lie = {"cl_max": y.max(), "cl_min": y.min(), "cl_mean": y.mean()}.get(self.liar)
-        believer = self.liar == "kb"
-        if (lie is not None or believer) and self.pending_:
+        if lying and self.pending_:
             pending = self.space.features(np.array(list(self.pending_.values())))
-            lies = self.model_.predict(pending)[0] if believer else np.full(len(pending), lie)
+            lies = self.model_.predict(pending)[0] if lie is None else np.full(len(pending), lie)
             posterior.add(pending, lies)
         open_ = np.ones(len(candidates), dtype=bool)
         chosen: list[int] = []
@@ -197,8 +198,10 @@ class AMBS(Optimizer):
             i = int(np.argmin(scores))
             chosen.append(i)
             open_[i] = False
-            if (lie is not None or believer) and k + 1 < picks:  # no refit after the last
-                posterior.add_at_candidates(np.array([i]), np.array([mean[i] if believer else lie]))
+            if lying and k + 1 < picks:  # no refit after the last pick
+                posterior.add_at_candidates(
+                    np.array([i]), np.array([mean[i] if lie is None else lie])
+                )
         return chosen
 
 
