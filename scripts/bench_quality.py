@@ -26,7 +26,7 @@ workers and durations, asked with exactly q-1 pending.
 
 Problems: BBOB functions (``--functions``, 1-24) in ``--dims`` on COCO's domain [-5, 5]^d,
 instances 1-5 (``--instances design``, the ones to look at while changing an optimizer) or
-6-10 (``report``, the ones to publish); the score is the log10 of the regret f - f_opt
+6-10 (``report``, the ones to publish), or some of them (``--instances 6,7``); the score is the log10 of the regret f - f_opt
 (floored at COCO's final target precision 1e-8), pooled over instances and seeds per function
 and dimension. Tuning tasks (``--tasks``): scikit-learn models on scikit-learn's bundled
 datasets, 3-fold cross-validated loss, each configuration computed once and cached on disk
@@ -752,7 +752,8 @@ def _natural(name: str) -> tuple:
     return tuple(int(p[1:]) for p in name.split("-")[1:])
 
 
-def _functions(text: str) -> list[int]:
+def _numbers(text: str) -> list[int]:
+    """``1-3,7`` -> [1, 2, 3, 7]."""
     out: list[int] = []
     for part in filter(None, text.split(",")):
         low, _, high = part.partition("-")
@@ -764,7 +765,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--functions", default="1-24", help="BBOB functions, e.g. 1-24 or 10,21")
     parser.add_argument("--dims", default="5,10", help="BBOB dimensions (default 5,10)")
-    parser.add_argument("--instances", choices=INSTANCES, default="design")
+    parser.add_argument(
+        "--instances",
+        default="design",
+        help="BBOB instances: design (1-5), report (6-10) or numbers such as 6,7 (default design)",
+    )
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"of {', '.join(TASKS)}")
     parser.add_argument(
         "--optimizers", default="ambs-RF,random,optuna-tpe,ambs-RF-direct,skopt,smac"
@@ -792,7 +797,7 @@ def main() -> None:
     for item in filter(None, args.slow_seeds.split(",")):
         name, _, count = item.partition("=")
         seeds[name] = int(count)
-    functions = _functions(args.functions)
+    functions = _numbers(args.functions)
     if functions and importlib.util.find_spec("cocoex") is None:
         print("skipping the BBOB functions: cocoex (coco-experiment) is not installed")
         functions = []
@@ -800,7 +805,7 @@ def main() -> None:
         f"bbob-f{f}-d{d}-i{i}"
         for d in (int(x) for x in args.dims.split(",") if x)
         for f in functions
-        for i in INSTANCES[args.instances]
+        for i in INSTANCES.get(args.instances) or _numbers(args.instances)
     ] + [t for t in args.tasks.split(",") if t]
     for name in problems:
         if not name.startswith("bbob-") and name not in TASKS:

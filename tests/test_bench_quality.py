@@ -96,3 +96,8 @@ def test_the_bbob_optimum_is_cocos():
     rng = np.random.default_rng(0)
     values = [problem.run(c) for c in problem.space.decode(problem.space.sample_unit(50, rng))]
     assert min(values) > f_opt
+
+
+def test_functions_and_instances_are_ranges_and_lists():
+    assert bench_quality._numbers("1-3,7") == [1, 2, 3, 7]
+    assert bench_quality._numbers("") == []
