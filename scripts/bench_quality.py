@@ -82,13 +82,14 @@ def bbob_problem(function: int, dim: int, instance: int) -> tuple[Problem, float
     ``x0 .. x{d-1}`` on COCO's bounds, and its optimal value f_opt."""
     import cocoex
 
-    options = f"function_indices:{function} dimensions:{dim} instance_indices:{instance}"
-    suite = cocoex.Suite("bbob", "", options)
+    # The suite's default instances are 1-5 and 71-80: ask for the instance by its number.
+    chosen, options = f"instances: {instance}", f"function_indices:{function} dimensions:{dim}"
+    suite = cocoex.Suite("bbob", chosen, options)
     coco = suite.get_problem_by_function_dimension_instance(function, dim, instance)
     # COCO keeps f_opt out of its interface on purpose; its maintainers read the optimum's
     # location from the file _best_parameter("print") writes, in the working directory.
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        probe = cocoex.Suite("bbob", "", options).get_problem_by_function_dimension_instance(
+        probe = cocoex.Suite("bbob", chosen, options).get_problem_by_function_dimension_instance(
             function, dim, instance
         )
         probe._best_parameter("print")

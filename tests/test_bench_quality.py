@@ -98,6 +98,15 @@ def test_the_bbob_optimum_is_cocos():
     assert min(values) > f_opt
 
 
+@needs_coco
+def test_the_report_instances_are_other_problems():
+    design, f_design = bench_quality.bbob_problem(10, 5, 1)
+    report, f_report = bench_quality.bbob_problem(10, 5, 6)
+    assert report.name == "bbob-f10-d5-i6" and f_report != f_design
+    config = {f"x{i}": 0.5 for i in range(5)}
+    assert report.run(config) != design.run(config)
+
+
 def test_functions_and_instances_are_ranges_and_lists():
     assert bench_quality._numbers("1-3,7") == [1, 2, 3, 7]
     assert bench_quality._numbers("") == []
