@@ -26,9 +26,9 @@ workers and durations, asked with exactly q-1 pending.
 
 Problems: BBOB functions (``--functions``, 1-24) in ``--dims`` on COCO's domain [-5, 5]^d,
 instances 1-5 (``--instances design``, the ones to look at while changing an optimizer) or
-6-10 (``report``, the ones to publish), or some of them (``--instances 6,7``); the score is the log10 of the regret f - f_opt
-(floored at COCO's final target precision 1e-8), pooled over instances and seeds per function
-and dimension. Tuning tasks (``--tasks``): scikit-learn models on scikit-learn's bundled
+6-10 (``report``, the ones to publish), or some of them (``--instances 6,7``); the score is
+the log10 of the regret f - f_opt (floored at COCO's final target precision 1e-8), pooled
+over instances and seeds per function and dimension. Tuning tasks (``--tasks``): scikit-learn models on scikit-learn's bundled
 datasets, 3-fold cross-validated loss, each configuration computed once and cached on disk
 beside ``--out``; the score is bayesmark's normalisation, (best loss - best any search found)
 / (random search's median best loss at the same q - best any search found): 0 is the best
@@ -798,7 +798,11 @@ def main() -> None:
     for item in filter(None, args.slow_seeds.split(",")):
         name, _, count = item.partition("=")
         seeds[name] = int(count)
-    functions = _numbers(args.functions)
+    try:
+        functions = _numbers(args.functions)
+        instances = INSTANCES.get(args.instances) or _numbers(args.instances)
+    except ValueError:
+        parser.error("--functions and --instances take numbers such as 1-5,7 (or design, report)")
     if functions and importlib.util.find_spec("cocoex") is None:
         print("skipping the BBOB functions: cocoex (coco-experiment) is not installed")
         functions = []
@@ -806,7 +810,7 @@ def main() -> None:
         f"bbob-f{f}-d{d}-i{i}"
         for d in (int(x) for x in args.dims.split(",") if x)
         for f in functions
-        for i in INSTANCES.get(args.instances) or _numbers(args.instances)
+        for i in instances
     ] + [t for t in args.tasks.split(",") if t]
     for name in problems:
         if not name.startswith("bbob-") and name not in TASKS:
