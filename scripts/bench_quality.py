@@ -25,14 +25,14 @@ ready ones (the table gives the median count). scikit-optimize, SMAC3 and ``ambs
 workers and durations, asked with exactly q-1 pending.
 
 Problems: BBOB functions (``--functions``, 1-24) in ``--dims`` on COCO's domain [-5, 5]^d,
-instances 1-5 (``--instances design``, the ones to look at while changing an optimizer) or
-6-10 (``report``, the ones to publish), or some of them (``--instances 6,7``); the score is
-the log10 of the regret f - f_opt (floored at COCO's final target precision 1e-8), pooled
-over instances and seeds per function and dimension. Tuning tasks (``--tasks``): scikit-learn models on scikit-learn's bundled
-datasets, 3-fold cross-validated loss, each configuration computed once and cached on disk
-beside ``--out``; the score is bayesmark's normalisation, (best loss - best any search found)
-/ (random search's median best loss at the same q - best any search found): 0 is the best
-found by any optimizer, 1 is random search's median.
+instances 1-5 (``--instances design``, the ones to look at while changing an optimizer) or 6-10
+(``report``, the ones to publish), or some of them (``--instances 6,7``); the score is the
+log10 of the regret f - f_opt (floored at COCO's final target precision 1e-8), pooled over
+instances and seeds per function and dimension. Tuning tasks (``--tasks``): scikit-learn models
+on scikit-learn's bundled datasets, 3-fold cross-validated loss, each configuration computed
+once and cached on disk beside ``--out``; the score is bayesmark's normalisation, (best loss -
+best any search found) / (random search's median best loss at the same q - best any search
+found): 0 is the best found by any optimizer, 1 is random search's median.
 
 Every finished search is appended to a ``.jsonl`` file beside ``--out`` and the markdown is
 rewritten as results come in; a rerun with the same ``--out`` runs only the missing searches.
