@@ -82,16 +82,16 @@ def bbob_problem(function: int, dim: int, instance: int) -> tuple[Problem, float
     ``x0 .. x{d-1}`` on COCO's bounds, and its optimal value f_opt."""
     import cocoex
 
-    # The suite's default instances are 1-5 and 71-80: ask for the instance by its number.
-    chosen, options = f"instances: {instance}", f"function_indices:{function} dimensions:{dim}"
-    suite = cocoex.Suite("bbob", chosen, options)
-    coco = suite.get_problem_by_function_dimension_instance(function, dim, instance)
+    def load():  # the suite's default instances are 1-5 and 71-80: ask for this one by number
+        only = f"function_indices:{function} dimensions:{dim}"
+        suite = cocoex.Suite("bbob", f"instances: {instance}", only)
+        return suite.get_problem_by_function_dimension_instance(function, dim, instance)
+
+    coco = load()
     # COCO keeps f_opt out of its interface on purpose; its maintainers read the optimum's
     # location from the file _best_parameter("print") writes, in the working directory.
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        probe = cocoex.Suite("bbob", chosen, options).get_problem_by_function_dimension_instance(
-            function, dim, instance
-        )
+        probe = load()  # a separate copy, so that evaluating the optimum leaves coco untouched
         probe._best_parameter("print")
         f_opt = float(probe(np.loadtxt("._bbob_problem_best_parameter.txt", ndmin=1)))
         if not probe.final_target_hit:  # within 1e-8 of the true optimum, as COCO judges it
@@ -793,25 +793,24 @@ def main() -> None:
     args = parser.parse_args()
 
     optimizers = available(args.optimizers.split(",") if args.optimizers else [])
-    modes = [int(q) for q in args.q.split(",")]
     seeds = dict.fromkeys(optimizers, args.seeds)
     for item in filter(None, args.slow_seeds.split(",")):
         name, _, count = item.partition("=")
         seeds[name] = int(count)
     try:
-        functions = _numbers(args.functions)
+        functions, dims, modes = (_numbers(a) for a in (args.functions, args.dims, args.q))
         instances = INSTANCES.get(args.instances) or _numbers(args.instances)
     except ValueError:
-        parser.error("--functions and --instances take numbers such as 1-5,7 (or design, report)")
+        parser.error(
+            "--functions, --dims, --q and --instances take numbers such as 1-5,7 "
+            "(--instances also design or report)"
+        )
     if functions and importlib.util.find_spec("cocoex") is None:
         print("skipping the BBOB functions: cocoex (coco-experiment) is not installed")
         functions = []
-    problems = [
-        f"bbob-f{f}-d{d}-i{i}"
-        for d in (int(x) for x in args.dims.split(",") if x)
-        for f in functions
-        for i in instances
-    ] + [t for t in args.tasks.split(",") if t]
+    problems = [f"bbob-f{f}-d{d}-i{i}" for d in dims for f in functions for i in instances] + [
+        t for t in args.tasks.split(",") if t
+    ]
     for name in problems:
         if not name.startswith("bbob-") and name not in TASKS:
             raise SystemExit(f"unknown task {name!r}, expected one of {', '.join(TASKS)}")
